@@ -1,0 +1,52 @@
+# Autoloader: `make up` runs the whole stack natively, `make test` runs the tests on it.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PIP_CACHE_DIR ?= $(HOME)/.cache/autoloader/pip
+
+.DEFAULT_GOAL := help
+.PHONY: help venv up down status env test test-unit lint typecheck check asyncapi clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is missing: install Python 3.11"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP) ## create .venv with the pinned dependencies
+
+up: $(STAMP) ## install what is missing and start the whole stack
+	@$(PY) -m devstack up
+
+down: ## stop everything `make up` started
+	@test -x $(PY) && $(PY) -m devstack down || true
+
+status: $(STAMP) ## show each component's health
+	@$(PY) -m devstack status
+
+env: $(STAMP) ## print the environment that points clients at the stack
+	@$(PY) -m devstack env
+
+test: up ## start the stack if needed, then run every test
+	@set -a && source .local/stack.env && set +a && $(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP) ## only the tests that need no running component
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP) ## mypy
+	$(VENV)/bin/mypy
+
+check: lint typecheck ## ruff and mypy
+
+clean: down ## stop the stack and delete its data and logs (the download cache stays)
+	rm -rf .local

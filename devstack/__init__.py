@@ -1,0 +1,1 @@
+"""The native development stack: install, start, check and stop every component."""

@@ -1,0 +1,119 @@
+"""Spark Connect server from PyPI pyspark, with Iceberg over a JDBC catalog and S3A.
+
+`spark_catalog` itself is an Iceberg catalog whose metadata lives in PostgreSQL
+(database `iceberg_catalog`) and whose data lives in the S3 store's `warehouse` bucket, so
+`spark_catalog.default.some_table` is an Iceberg table.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from devstack import jars, proc
+from devstack.component import Component
+from devstack.layout import (
+    DB_PASSWORD,
+    DB_USER,
+    S3_ACCESS_KEY,
+    S3_REGION,
+    S3_SECRET_KEY,
+    SPARK_JARS_VERSION,
+    java_home,
+)
+
+CONNECT_SERVER = "org.apache.spark.sql.connect.service.SparkConnectServer"
+
+
+def spark_home() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).resolve().parent
+
+
+class SparkConnect(Component):
+    name = "spark-connect"
+    start_timeout = 180.0
+
+    @property
+    def address(self) -> str:
+        return self.addresses.spark_remote
+
+    def install(self) -> None:
+        jars.fetch(self.layout, "spark", SPARK_JARS_VERSION)
+
+    def conf(self) -> dict[str, str]:
+        a = self.addresses
+        extra = jars.fetch(self.layout, "spark", SPARK_JARS_VERSION)
+        catalog = "spark.sql.catalog.spark_catalog"
+        return {
+            "spark.connect.grpc.binding.address": a.host,
+            "spark.connect.grpc.binding.port": str(a.spark_connect_port),
+            "spark.driver.extraClassPath": f"{extra}/*",
+            "spark.driver.bindAddress": a.host,
+            "spark.driver.host": a.host,
+            "spark.ui.port": str(a.spark_ui_port),
+            "spark.sql.catalogImplementation": "in-memory",
+            "spark.sql.shuffle.partitions": "4",
+            "spark.sql.extensions": (
+                "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+            ),
+            catalog: "org.apache.iceberg.spark.SparkCatalog",
+            f"{catalog}.type": "jdbc",
+            f"{catalog}.uri": a.catalog_jdbc_url,
+            f"{catalog}.jdbc.user": DB_USER,
+            f"{catalog}.jdbc.password": DB_PASSWORD,
+            f"{catalog}.jdbc.schema-version": "V1",
+            f"{catalog}.warehouse": "s3a://warehouse/",
+            "spark.hadoop.fs.s3a.endpoint": a.s3_endpoint,
+            "spark.hadoop.fs.s3a.endpoint.region": S3_REGION,
+            "spark.hadoop.fs.s3a.path.style.access": "true",
+            "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
+            "spark.hadoop.fs.s3a.access.key": S3_ACCESS_KEY,
+            "spark.hadoop.fs.s3a.secret.key": S3_SECRET_KEY,
+            "spark.hadoop.fs.s3a.aws.credentials.provider": (
+                "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+            ),
+        }
+
+    def start(self) -> int:
+        home = spark_home()
+        workdir = self.layout.data / "spark"
+        workdir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            str(home / "bin" / "spark-submit"),
+            "--class", CONNECT_SERVER,
+            "--name", "autoloader-spark-connect",
+            "--master", "local[*]",
+            "--driver-memory", os.environ.get("AUTOLOADER_SPARK_DRIVER_MEMORY", "4g"),
+        ]
+        for key, value in self.conf().items():
+            argv += ["--conf", f"{key}={value}"]
+        argv.append("spark-internal")
+        env = {"SPARK_HOME": str(home), "JAVA_HOME": str(java_home())}
+        return proc.spawn(self.layout, self.name, argv, env=env, cwd=workdir)
+
+    def session(self) -> Any:
+        from pyspark.sql import SparkSession
+
+        return SparkSession.builder.remote(self.address).create()
+
+    def healthy(self) -> bool:
+        if not proc.port_open(self.addresses.host, self.addresses.spark_connect_port):
+            return False
+        try:
+            spark = self.session()
+            try:
+                return bool(spark.sql("SELECT 1 AS ok").collect()[0]["ok"] == 1)
+            finally:
+                spark.stop()
+        except Exception:
+            return False
+
+    def prepare(self) -> None:
+        spark = self.session()
+        try:
+            spark.sql("CREATE NAMESPACE IF NOT EXISTS spark_catalog.default")
+        finally:
+            spark.stop()

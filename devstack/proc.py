@@ -1,0 +1,149 @@
+"""Starting, finding and stopping the stack's background processes by pid file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from devstack.layout import Layout
+
+
+class StackError(RuntimeError):
+    """A component could not be installed or started; the message says what to do."""
+
+
+def pid_file(layout: Layout, name: str) -> Path:
+    return layout.run / f"{name}.pid"
+
+
+def read_pid(layout: Layout, name: str) -> int | None:
+    path = pid_file(layout, name)
+    try:
+        pid = int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if alive(pid) else None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purposes
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def spawn(
+    layout: Layout,
+    name: str,
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
+    """Start ``argv`` in its own session, logging to .local/logs/NAME.log; return its pid."""
+    log = layout.log(name).open("ab")
+    full_env = {**os.environ, **(env or {})}
+    process = subprocess.Popen(
+        list(argv),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=full_env,
+        cwd=cwd or layout.root,
+        start_new_session=True,
+    )
+    pid_file(layout, name).write_text(str(process.pid))
+    return process.pid
+
+
+def stop(
+    layout: Layout, name: str, grace: float = 20.0, sig: signal.Signals = signal.SIGTERM
+) -> bool:
+    """Signal the process group of NAME, SIGKILL it after ``grace`` seconds. True if it ran."""
+    pid = read_pid(layout, name)
+    pid_file(layout, name).unlink(missing_ok=True)
+    if pid is None:
+        return False
+    _signal_group(pid, sig)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _group_alive(pid):
+        time.sleep(0.2)
+    if _group_alive(pid):
+        _signal_group(pid, signal.SIGKILL)
+        time.sleep(0.5)
+    return True
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(
+    check: Callable[[], bool],
+    what: str,
+    timeout: float,
+    log: Path | None = None,
+    pid: int | None = None,
+) -> None:
+    """Poll ``check`` until it holds; fail naming ``what`` and the log to read."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if pid is not None and not alive(pid):
+            raise StackError(f"{what}: the process exited during start-up. {_tail_hint(log)}")
+        time.sleep(0.5)
+    raise StackError(f"{what}: not healthy after {timeout:.0f}s. {_tail_hint(log)}")
+
+
+def _tail_hint(log: Path | None) -> str:
+    if log is None or not log.exists():
+        return ""
+    lines = log.read_text(errors="replace").splitlines()[-15:]
+    return f"Last lines of {log}:\n" + "\n".join("    " + line for line in lines)
+
+
+def run(argv: Sequence[str], what: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run a short command to completion, failing with its output if it fails."""
+    result = subprocess.run(list(argv), capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+    if result.returncode != 0:
+        raise StackError(
+            f"{what} failed (exit {result.returncode}): {' '.join(argv)}\n"
+            f"{result.stdout[-2000:]}{result.stderr[-2000:]}"
+        )
+    return result  # type: ignore[no-any-return]

@@ -1,0 +1,34 @@
+"""The environment that points services and tests at the running native stack."""
+
+from __future__ import annotations
+
+from devstack.layout import (
+    DB_PASSWORD,
+    DB_USER,
+    S3_ACCESS_KEY,
+    S3_REGION,
+    S3_SECRET_KEY,
+    Addresses,
+    Layout,
+)
+
+
+def stack_env(a: Addresses) -> dict[str, str]:
+    return {
+        "AUTOLOADER_DATABASE_URL": a.database_url,
+        "AUTOLOADER_KAFKA_BOOTSTRAP_SERVERS": a.kafka_bootstrap,
+        "AUTOLOADER_S3_ENDPOINT_URL": a.s3_endpoint,
+        "AUTOLOADER_S3_ACCESS_KEY_ID": S3_ACCESS_KEY,
+        "AUTOLOADER_S3_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+        "AUTOLOADER_S3_REGION": S3_REGION,
+        "AUTOLOADER_SPARK_REMOTE": a.spark_remote,
+        "AUTOLOADER_CATALOG_JDBC_URL": a.catalog_jdbc_url,
+        "AUTOLOADER_CATALOG_USER": DB_USER,
+        "AUTOLOADER_CATALOG_PASSWORD": DB_PASSWORD,
+        "PREFECT_API_URL": a.prefect_api_url,
+    }
+
+
+def write_env_file(layout: Layout, addresses: Addresses) -> None:
+    lines = [f"{key}={value}" for key, value in stack_env(addresses).items()]
+    layout.env_file.write_text("\n".join(lines) + "\n")

@@ -1,0 +1,1 @@
+"""Code every Autoloader service shares: settings, topics, schemas, models, migrations."""
