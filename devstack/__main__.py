@@ -12,6 +12,7 @@ import time
 
 from devstack import proc
 from devstack.component import Step
+from devstack.components.api import Api
 from devstack.components.kafka import Kafka
 from devstack.components.migrations import Migrations
 from devstack.components.postgres import Postgres
@@ -33,6 +34,7 @@ def components(layout: Layout, addresses: Addresses) -> list[Step]:
         prefect,
         PrefectWorker(prefect),
         SparkConnect(layout, addresses),
+        Api(layout, addresses),
     ]
 
 

@@ -46,6 +46,7 @@ class Addresses:
     seaweed_master_port: int = 9333
     seaweed_volume_port: int = 8080
     seaweed_filer_port: int = 8888
+    api_port: int = 8000
 
     @property
     def database_url(self) -> str:

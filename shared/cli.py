@@ -1,0 +1,46 @@
+"""`autoloader`: operator commands shared by every deployment (topics, database)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+from shared.kafka_admin import ensure_topics
+from shared.settings import KafkaSettings
+from shared.topics import ALL_TOPICS
+
+
+def _topics(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        for topic in ALL_TOPICS:
+            retention = "forever" if topic.retention_ms < 0 else f"{topic.retention_ms // 86_400_000}d"
+            print(f"{topic.name:<30} {topic.partitions:>3} partitions  {retention:>8}  {topic.description}")
+        return 0
+    created = asyncio.run(ensure_topics(KafkaSettings().bootstrap_servers))
+    print(f"created {len(created)} topics: {', '.join(created)}" if created else "all topics exist")
+    return 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    ini = Path(args.config)
+    if not ini.exists():
+        print(f"{ini} not found: run from the project root or pass --config", file=sys.stderr)
+        return 2
+    return subprocess.call([sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="autoloader", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    topics = commands.add_parser("topics", help="Kafka topics of shared/topics.py")
+    topics.add_argument("action", choices=["ensure", "list"])
+    topics.set_defaults(handler=_topics)
+    db = commands.add_parser("db", help="the application database")
+    db.add_argument("action", choices=["upgrade"])
+    db.add_argument("--config", default="alembic.ini", help="path to alembic.ini")
+    db.set_defaults(handler=_db)
+    args = parser.parse_args(argv)
+    return int(args.handler(args))
