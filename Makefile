@@ -33,7 +33,7 @@ status: $(STAMP) ## show each component's health
 env: $(STAMP) ## print the environment that points clients at the stack
 	@$(PY) -m devstack env
 
-test: up ## start the stack if needed, then run every test
+test: check up ## lint, type-check, start the stack if needed, then run every test
 	@set -a && source .local/stack.env && set +a && $(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## only the tests that need no running component

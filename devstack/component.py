@@ -46,7 +46,7 @@ class Component(Step):
     def start(self) -> int:
         """Launch the component in the background; return the pid to watch."""
 
-    def prepare(self) -> None:  # noqa: B027 - only some components have data to set up
+    def prepare(self) -> None:
         """Idempotent set-up once healthy: databases, topics, buckets, work pools."""
 
     def stop(self) -> bool:

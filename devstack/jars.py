@@ -27,9 +27,14 @@ def fetch(layout: Layout, pom: str, version_tag: str) -> Path:
         shutil.rmtree(dest)
     proc.run(
         [
-            "mvn", "-B", "-q", f"-Dmaven.repo.local={layout.m2}",
-            "-f", str(POMS / f"{pom}.xml"),
-            "dependency:copy-dependencies", "-DincludeScope=runtime",
+            "mvn",
+            "-B",
+            "-q",
+            f"-Dmaven.repo.local={layout.m2}",
+            "-f",
+            str(POMS / f"{pom}.xml"),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
             f"-DoutputDirectory={dest}",
         ],
         f"downloading the {pom} jars from Maven Central",

@@ -50,9 +50,7 @@ class Addresses:
 
     @property
     def database_url(self) -> str:
-        return (
-            f"postgresql+asyncpg://{DB_USER}:{DB_PASSWORD}@{self.host}:{self.postgres_port}/{APP_DB}"
-        )
+        return f"postgresql+asyncpg://{DB_USER}:{DB_PASSWORD}@{self.host}:{self.postgres_port}/{APP_DB}"
 
     @property
     def prefect_database_url(self) -> str:

@@ -10,18 +10,23 @@ from pathlib import Path
 
 from shared.kafka_admin import ensure_topics
 from shared.settings import KafkaSettings
-from shared.topics import ALL_TOPICS
+from shared.topics import ALL_TOPICS, DAY_MS, Topic
 
 
 def _topics(args: argparse.Namespace) -> int:
     if args.action == "list":
         for topic in ALL_TOPICS:
-            retention = "forever" if topic.retention_ms < 0 else f"{topic.retention_ms // 86_400_000}d"
-            print(f"{topic.name:<30} {topic.partitions:>3} partitions  {retention:>8}  {topic.description}")
+            print(_describe(topic))
         return 0
     created = asyncio.run(ensure_topics(KafkaSettings().bootstrap_servers))
     print(f"created {len(created)} topics: {', '.join(created)}" if created else "all topics exist")
     return 0
+
+
+def _describe(topic: Topic) -> str:
+    days = topic.retention_ms // DAY_MS
+    retention = "forever" if topic.retention_ms < 0 else f"{days}d"
+    return f"{topic.name:<30} {topic.partitions:>3} partitions {retention:>8}  {topic.description}"
 
 
 def _db(args: argparse.Namespace) -> int:

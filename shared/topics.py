@@ -26,27 +26,39 @@ class Topic:
 
 
 INGESTION_EVENTS = Topic(
-    "autoloader.ingestion-events", 6, FOREVER,
+    "autoloader.ingestion-events",
+    6,
+    FOREVER,
     "Ingestion lifecycle events from the API outbox, keyed by ingestion id.",
 )
 COMMANDS = Topic(
-    "autoloader.commands", 6, 30 * DAY_MS,
+    "autoloader.commands",
+    6,
+    30 * DAY_MS,
     "Commands from upstream systems: trigger an ingestion, request a backfill.",
 )
 S3_EVENTS = Topic(
-    "autoloader.s3-events", 6, 7 * DAY_MS,
+    "autoloader.s3-events",
+    6,
+    7 * DAY_MS,
     "S3 event notifications in AWS's record format.",
 )
 FILES = Topic(
-    "autoloader.files", 12, 90 * DAY_MS,
+    "autoloader.files",
+    12,
+    90 * DAY_MS,
     "Batches of discovered files, keyed by ingestion id; replayed for backfills.",
 )
 RUN_EVENTS = Topic(
-    "autoloader.run-events", 6, 30 * DAY_MS,
+    "autoloader.run-events",
+    6,
+    30 * DAY_MS,
     "Run outcomes (RunCompleted), keyed by ingestion id.",
 )
 DLQ = Topic(
-    "autoloader.dlq", 3, 30 * DAY_MS,
+    "autoloader.dlq",
+    3,
+    30 * DAY_MS,
     "Messages no consumer could apply, with the reason in their headers.",
 )
 

@@ -49,9 +49,7 @@ class Kafka(Component):
     async def _list_topics(self) -> None:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.address, request_timeout_ms=5_000
-        )
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.address, request_timeout_ms=5_000)
         await admin.start()
         try:
             await admin.list_topics()
@@ -63,8 +61,15 @@ class Kafka(Component):
         classpath = f"{jars.fetch(self.layout, 'kafka', KAFKA_VERSION)}/*"
         if not (self.home / "log" / "meta.properties").exists():
             proc.run(
-                [*self._java(classpath), "kafka.tools.StorageTool", "format",
-                 "-t", _cluster_id(), "-c", str(config)],
+                [
+                    *self._java(classpath),
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    _cluster_id(),
+                    "-c",
+                    str(config),
+                ],
                 "formatting Kafka's KRaft storage",
             )
         return proc.spawn(
@@ -73,9 +78,12 @@ class Kafka(Component):
 
     def _java(self, classpath: str) -> list[str]:
         return [
-            str(java_home() / "bin" / "java"), "-Xms256m", "-Xmx1g",
+            str(java_home() / "bin" / "java"),
+            "-Xms256m",
+            "-Xmx1g",
             f"-Dlog4j.configuration=file:{self.home / 'log4j.properties'}",
-            "-cp", classpath,
+            "-cp",
+            classpath,
         ]
 
     def prepare(self) -> None:
@@ -87,27 +95,29 @@ class Kafka(Component):
         (self.home / "log4j.properties").write_text(LOG4J)
         config = self.home / "server.properties"
         config.write_text(
-            "\n".join([
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@{a.host}:{a.kafka_controller_port}",
-                f"listeners=PLAINTEXT://{a.host}:{a.kafka_port},"
-                f"CONTROLLER://{a.host}:{a.kafka_controller_port}",
-                f"advertised.listeners=PLAINTEXT://{a.host}:{a.kafka_port}",
-                "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                "inter.broker.listener.name=PLAINTEXT",
-                f"log.dirs={self.home / 'log'}",
-                "num.partitions=6",
-                "offsets.topic.replication.factor=1",
-                "offsets.topic.num.partitions=12",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "group.initial.rebalance.delay.ms=0",
-                "auto.create.topics.enable=false",
-                "log.retention.hours=-1",
-                "",
-            ])
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@{a.host}:{a.kafka_controller_port}",
+                    f"listeners=PLAINTEXT://{a.host}:{a.kafka_port},"
+                    f"CONTROLLER://{a.host}:{a.kafka_controller_port}",
+                    f"advertised.listeners=PLAINTEXT://{a.host}:{a.kafka_port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    f"log.dirs={self.home / 'log'}",
+                    "num.partitions=6",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=12",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "auto.create.topics.enable=false",
+                    "log.retention.hours=-1",
+                    "",
+                ]
+            )
         )
         return config
 

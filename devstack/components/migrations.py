@@ -18,8 +18,10 @@ class Migrations(Step):
     def _alembic(self, *args: str) -> str:
         env = {**os.environ, "AUTOLOADER_DATABASE_URL": self.addresses.database_url}
         result = proc.run(
-            [str(self.layout.venv_bin / "alembic"), *args], f"alembic {args[0]}",
-            env=env, cwd=str(self.layout.root),
+            [str(self.layout.venv_bin / "alembic"), *args],
+            f"alembic {args[0]}",
+            env=env,
+            cwd=str(self.layout.root),
         )
         return result.stdout
 

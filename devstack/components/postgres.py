@@ -60,8 +60,16 @@ class Postgres(Component):
 
     def healthy(self) -> bool:
         result = subprocess.run(
-            [str(PG_BIN / "pg_isready"), "-q", "-h", self.addresses.host,
-             "-p", str(self.addresses.postgres_port), "-U", DB_USER],
+            [
+                str(PG_BIN / "pg_isready"),
+                "-q",
+                "-h",
+                self.addresses.host,
+                "-p",
+                str(self.addresses.postgres_port),
+                "-U",
+                DB_USER,
+            ],
             check=False,
         )
         return result.returncode == 0
@@ -75,14 +83,23 @@ class Postgres(Component):
         self._init_cluster()
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         self._give_to_postgres(self.socket_dir)
-        argv = as_postgres_user([
-            str(PG_BIN / "postgres"), "-D", str(self.data_dir),
-            "-c", f"listen_addresses={self.addresses.host}",
-            "-c", f"port={self.addresses.postgres_port}",
-            "-c", f"unix_socket_directories={self.socket_dir}",
-            "-c", "max_connections=300",
-            "-c", "shared_buffers=256MB",
-        ])
+        argv = as_postgres_user(
+            [
+                str(PG_BIN / "postgres"),
+                "-D",
+                str(self.data_dir),
+                "-c",
+                f"listen_addresses={self.addresses.host}",
+                "-c",
+                f"port={self.addresses.postgres_port}",
+                "-c",
+                f"unix_socket_directories={self.socket_dir}",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=256MB",
+            ]
+        )
         return proc.spawn(self.layout, self.name, argv)
 
     def stop(self) -> bool:
@@ -99,11 +116,21 @@ class Postgres(Component):
         self._give_to_postgres(pwfile)
         try:
             proc.run(
-                as_postgres_user([
-                    str(PG_BIN / "initdb"), "-D", str(self.data_dir), "-U", DB_USER,
-                    f"--pwfile={pwfile}", "--auth-local=trust", "--auth-host=scram-sha-256",
-                    "-E", "UTF8", "--locale=C.UTF-8",
-                ]),
+                as_postgres_user(
+                    [
+                        str(PG_BIN / "initdb"),
+                        "-D",
+                        str(self.data_dir),
+                        "-U",
+                        DB_USER,
+                        f"--pwfile={pwfile}",
+                        "--auth-local=trust",
+                        "--auth-host=scram-sha-256",
+                        "-E",
+                        "UTF8",
+                        "--locale=C.UTF-8",
+                    ]
+                ),
                 "initdb",
             )
         finally:
@@ -122,9 +149,19 @@ class Postgres(Component):
 
     def _psql(self, sql: str) -> str:
         result = proc.run(
-            [str(PG_BIN / "psql"), "-h", self.addresses.host,
-             "-p", str(self.addresses.postgres_port), "-U", DB_USER, "-d", "postgres",
-             "-tAc", sql],
+            [
+                str(PG_BIN / "psql"),
+                "-h",
+                self.addresses.host,
+                "-p",
+                str(self.addresses.postgres_port),
+                "-U",
+                DB_USER,
+                "-d",
+                "postgres",
+                "-tAc",
+                sql,
+            ],
             "psql",
             env={**os.environ, "PGPASSWORD": DB_PASSWORD},
         )

@@ -95,7 +95,14 @@ class PrefectWorker(Component):
 
     def start(self) -> int:
         argv = [
-            str(self.layout.venv_bin / "prefect"), "worker", "start",
-            "--pool", WORK_POOL, "--type", "process", "--name", "autoloader-local",
+            str(self.layout.venv_bin / "prefect"),
+            "worker",
+            "start",
+            "--pool",
+            WORK_POOL,
+            "--type",
+            "process",
+            "--name",
+            "autoloader-local",
         ]
         return proc.spawn(self.layout, self.name, argv, env=self.server.env())

@@ -58,15 +58,20 @@ class SeaweedFS(Component):
         config = self.home / "s3.json"
         config.write_text(json.dumps(self._identities(), indent=2))
         argv = [
-            str(self.weed), "server",
+            str(self.weed),
+            "server",
             f"-dir={self.home / 'data'}",
-            f"-ip={a.host}", f"-ip.bind={a.host}",
+            f"-ip={a.host}",
+            f"-ip.bind={a.host}",
             f"-master.port={a.seaweed_master_port}",
             f"-volume.port={a.seaweed_volume_port}",
             "-master.volumeSizeLimitMB=1024",
             "-volume.max=0",
-            "-filer", f"-filer.port={a.seaweed_filer_port}",
-            "-s3", f"-s3.port={a.s3_port}", f"-s3.config={config}",
+            "-filer",
+            f"-filer.port={a.seaweed_filer_port}",
+            "-s3",
+            f"-s3.port={a.s3_port}",
+            f"-s3.config={config}",
         ]
         return proc.spawn(self.layout, self.name, argv, cwd=self.home)
 

@@ -83,10 +83,14 @@ class SparkConnect(Component):
         workdir.mkdir(parents=True, exist_ok=True)
         argv = [
             str(home / "bin" / "spark-submit"),
-            "--class", CONNECT_SERVER,
-            "--name", "autoloader-spark-connect",
-            "--master", "local[*]",
-            "--driver-memory", os.environ.get("AUTOLOADER_SPARK_DRIVER_MEMORY", "4g"),
+            "--class",
+            CONNECT_SERVER,
+            "--name",
+            "autoloader-spark-connect",
+            "--master",
+            "local[*]",
+            "--driver-memory",
+            os.environ.get("AUTOLOADER_SPARK_DRIVER_MEMORY", "4g"),
         ]
         for key, value in self.conf().items():
             argv += ["--conf", f"{key}={value}"]

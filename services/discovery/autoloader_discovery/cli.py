@@ -6,7 +6,15 @@ import argparse
 import asyncio
 
 from autoloader_discovery.settings import DiscoverySettings
-from shared.preflight import Check, check_database, check_kafka, check_prefect, check_s3, print_results, run_checks
+from shared.preflight import (
+    Check,
+    check_database,
+    check_kafka,
+    check_prefect,
+    check_s3,
+    print_results,
+    run_checks,
+)
 
 
 def dependency_checks(settings: DiscoverySettings) -> dict[str, Check]:

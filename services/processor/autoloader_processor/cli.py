@@ -6,7 +6,15 @@ import argparse
 import asyncio
 
 from autoloader_processor.settings import ProcessorSettings
-from shared.preflight import Check, check_database, check_kafka, check_s3, check_spark, print_results, run_checks
+from shared.preflight import (
+    Check,
+    check_database,
+    check_kafka,
+    check_s3,
+    check_spark,
+    print_results,
+    run_checks,
+)
 
 
 def dependency_checks(settings: ProcessorSettings) -> dict[str, Check]:

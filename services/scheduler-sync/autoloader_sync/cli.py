@@ -6,7 +6,14 @@ import argparse
 import asyncio
 
 from autoloader_sync.settings import SyncSettings
-from shared.preflight import Check, check_database, check_kafka, check_prefect, print_results, run_checks
+from shared.preflight import (
+    Check,
+    check_database,
+    check_kafka,
+    check_prefect,
+    print_results,
+    run_checks,
+)
 
 
 def dependency_checks(settings: SyncSettings) -> dict[str, Check]:

@@ -1,0 +1,69 @@
+"""The process handling `make up` and `make down` rely on."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from devstack import proc
+from devstack.components.kafka import _cluster_id
+from devstack.layout import Layout
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Layout:
+    layout = Layout(root=tmp_path, cache=tmp_path / "cache")
+    layout.make_dirs()
+    return layout
+
+
+def test_stop_ends_the_whole_process_group(layout: Layout) -> None:
+    # A parent with a background child, as Spark's launcher or Prefect's server have.
+    pid = proc.spawn(layout, "family", ["sh", "-c", "sleep 300 & sleep 300"])
+    proc.wait_until(lambda: proc._group_alive(pid), "family", timeout=5)
+    assert proc.read_pid(layout, "family") == pid
+
+    assert proc.stop(layout, "family", grace=5) is True
+
+    assert not proc._group_alive(pid)
+    assert proc.read_pid(layout, "family") is None
+    assert not proc.pid_file(layout, "family").exists()
+
+
+def test_stop_escalates_to_sigkill_when_sigterm_is_ignored(layout: Layout) -> None:
+    pid = proc.spawn(layout, "stubborn", ["sh", "-c", "trap '' TERM; sleep 300"])
+    time.sleep(0.3)
+    began = time.monotonic()
+    assert proc.stop(layout, "stubborn", grace=1) is True
+    assert not proc._group_alive(pid)
+    assert time.monotonic() - began < 5
+
+
+def test_a_stale_pid_file_reads_as_not_running(layout: Layout) -> None:
+    pid = proc.spawn(layout, "short", ["true"])
+    proc.wait_until(lambda: not proc.alive(pid), "short exits", timeout=5)
+    assert proc.read_pid(layout, "short") is None
+    assert proc.stop(layout, "short") is False
+
+
+def test_wait_until_names_the_component_and_its_log(layout: Layout) -> None:
+    pid = proc.spawn(layout, "crasher", ["sh", "-c", "echo 'bind: address in use'; exit 3"])
+    with pytest.raises(proc.StackError) as failure:
+        proc.wait_until(lambda: False, "crasher", timeout=10, log=layout.log("crasher"), pid=pid)
+    message = str(failure.value)
+    assert "crasher: the process exited during start-up" in message
+    assert "bind: address in use" in message
+
+
+def test_kraft_cluster_id_is_22_characters_of_url_safe_base64() -> None:
+    ids = {_cluster_id() for _ in range(50)}
+    assert len(ids) == 50
+    for cluster_id in ids:
+        assert len(cluster_id) == 22
+        assert set(cluster_id) <= set(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        )
