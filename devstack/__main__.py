@@ -59,10 +59,16 @@ def _progress(line: str) -> None:
         print(line, end="\r", flush=True)
 
 
-def down(stack: list[Step]) -> None:
+def down(stack: list[Step], addresses: Addresses) -> None:
     for component in reversed(stack):
         stopped = component.stop()
         print(f"  {component.name:<15} {'stopped' if stopped else 'not running'}")
+    still_open = [port for port in addresses.ports() if proc.port_open(addresses.host, port)]
+    if still_open:
+        raise proc.StackError(
+            f"ports {still_open} still answer: a process this stack did not start holds them "
+            "(see `ss -ltnp`)"
+        )
 
 
 def status(stack: list[Step]) -> int:
@@ -88,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "up":
             up(stack, layout, addresses)
         elif args.command == "down":
-            down(stack)
+            down(stack, addresses)
         elif args.command == "status":
             return status(stack)
         else:

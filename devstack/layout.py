@@ -48,6 +48,21 @@ class Addresses:
     seaweed_filer_port: int = 8888
     api_port: int = 8000
 
+    def ports(self) -> list[int]:
+        return [
+            self.postgres_port,
+            self.kafka_port,
+            self.kafka_controller_port,
+            self.prefect_port,
+            self.spark_connect_port,
+            self.spark_ui_port,
+            self.s3_port,
+            self.seaweed_master_port,
+            self.seaweed_volume_port,
+            self.seaweed_filer_port,
+            self.api_port,
+        ]
+
     @property
     def database_url(self) -> str:
         return f"postgresql+asyncpg://{DB_USER}:{DB_PASSWORD}@{self.host}:{self.postgres_port}/{APP_DB}"

@@ -1,0 +1,300 @@
+"""The Helm chart in deploy/helm/autoloader: its values, their schema, and what it renders."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft7Validator
+from jsonschema.exceptions import ValidationError
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "deploy" / "helm" / "autoloader"
+# Deployments the chart renders with its default values.
+WORKLOADS = {"api", "scheduler-sync", "discovery-worker", "s3-events", "processor"}
+# Variables every service reads, from the ConfigMap or from the Secret.
+CONFIG_VARIABLES = {
+    "AUTOLOADER_KAFKA_BOOTSTRAP_SERVERS",
+    "AUTOLOADER_S3_ENDPOINT_URL",
+    "AUTOLOADER_S3_REGION",
+    "AUTOLOADER_SPARK_REMOTE",
+    "PREFECT_API_URL",
+}
+SECRET_VARIABLES = {
+    "AUTOLOADER_DATABASE_URL",
+    "AUTOLOADER_S3_ACCESS_KEY_ID",
+    "AUTOLOADER_S3_SECRET_ACCESS_KEY",
+    "AUTOLOADER_CREDENTIALS_KEY",
+}
+INSTALL_HELM = (
+    "helm is not installed: run `go install helm.sh/helm/v3/cmd/helm@v3.16.4` and put "
+    "$(go env GOPATH)/bin on PATH, or set HELM to the binary's path"
+)
+
+
+def _load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def values() -> dict[str, Any]:
+    loaded: dict[str, Any] = _load_yaml(CHART / "values.yaml")
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def validator() -> Draft7Validator:
+    schema = yaml.safe_load((CHART / "values.schema.json").read_text())
+    assert "draft-07" in schema["$schema"]
+    Draft7Validator.check_schema(schema)
+    return Draft7Validator(schema)
+
+
+def test_values_yaml_satisfies_the_schema(
+    values: dict[str, Any], validator: Draft7Validator
+) -> None:
+    errors = [
+        f"{'.'.join(map(str, error.absolute_path))}: {error.message}"
+        for error in validator.iter_errors(values)
+    ]
+    assert errors == []
+
+
+@pytest.mark.parametrize(
+    ("path", "wrong"),
+    [
+        ("processor.replicas", "2"),
+        ("processor.poolSize", 0),
+        ("api.port", "8000"),
+        ("api.replcas", 2),
+        ("credentials.existingSecret", ""),
+        ("credentials.keys.databaseUrl", ""),
+        ("connections.spark.remote", "http://spark-connect:15002"),
+        ("discoveryWorker.limit", "4"),
+        ("migrations.enabled", "yes"),
+    ],
+)
+def test_schema_rejects_a_wrong_value(
+    values: dict[str, Any], validator: Draft7Validator, path: str, wrong: object
+) -> None:
+    changed = copy.deepcopy(values)
+    *parents, key = path.split(".")
+    target = changed
+    for parent in parents:
+        target = target[parent]
+    target[key] = wrong
+
+    failing_paths = {
+        ".".join(map(str, [*error.absolute_path, *_extra_keys(error)]))
+        for error in validator.iter_errors(changed)
+    }
+    assert path in failing_paths, f"schema accepted {path}={wrong!r}"
+
+
+def _extra_keys(error: ValidationError) -> list[str]:
+    """The unknown keys an additionalProperties error is about, so paths name them."""
+    if error.validator != "additionalProperties":
+        return []
+    return re.findall(r"'([^']+)' was unexpected", error.message)
+
+
+def _undocumented_keys(text: str) -> list[str]:
+    """Keys whose value nothing documents: no `# --` comment above them or above an ancestor."""
+    lines = text.splitlines()
+
+    def has_doc_comment(line: int) -> bool:
+        above = line - 1
+        while above >= 0 and lines[above].lstrip().startswith("#"):
+            if lines[above].lstrip().startswith("# --"):
+                return True
+            above -= 1
+        return False
+
+    missing: list[str] = []
+
+    def walk(node: yaml.Node, prefix: str, documented: bool) -> None:
+        for key, value in node.value:
+            path = f"{prefix}{key.value}"
+            key_documented = documented or has_doc_comment(key.start_mark.line)
+            if isinstance(value, yaml.MappingNode) and value.value:
+                walk(value, f"{path}.", key_documented)
+            elif not key_documented:
+                missing.append(path)
+
+    root = yaml.compose(text)
+    assert isinstance(root, yaml.MappingNode)
+    walk(root, "", False)
+    return missing
+
+
+def test_every_value_is_documented() -> None:
+    assert _undocumented_keys((CHART / "values.yaml").read_text()) == []
+
+
+def test_the_documentation_check_finds_an_undocumented_key() -> None:
+    text = "# -- documented\na: 1\nsection:\n  # a plain comment is not documentation\n  b: 2\n"
+    assert _undocumented_keys(text) == ["section.b"]
+
+
+def test_chart_yaml_has_the_required_fields() -> None:
+    chart = _load_yaml(CHART / "Chart.yaml")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    assert chart["apiVersion"] == "v2"
+    assert chart["name"] == CHART.name
+    assert chart["type"] == "application"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", str(chart["version"]))
+    assert chart["appVersion"] == project["version"] == "0.1.0"
+    assert chart["description"]
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    found = shutil.which(os.environ.get("HELM", "helm"))
+    if found is None:
+        pytest.skip(INSTALL_HELM)
+    return found
+
+
+def _run(*command: str) -> str:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stderr}"
+    return result.stdout
+
+
+# Ingress and ServiceMonitor on, S3 reached through an IAM role: the optional branches.
+EVERYTHING_ON = {
+    "connections": {"s3": {"endpointUrl": ""}},
+    "credentials": {"keys": {"s3AccessKeyId": "", "s3SecretAccessKey": ""}},
+    "discoveryWorker": {"limit": 4},
+    "serviceMonitor": {"enabled": True},
+    "ingress": {"enabled": True, "className": "nginx"},
+}
+
+
+@pytest.fixture(scope="module")
+def rendered(
+    helm: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, list[dict[str, Any]]]:
+    """The chart rendered with its defaults and with every optional part on, as objects."""
+    overrides = tmp_path_factory.mktemp("helm") / "everything-on.yaml"
+    overrides.write_text(yaml.safe_dump(EVERYTHING_ON))
+    renders: dict[str, list[dict[str, Any]]] = {}
+    for name, extra in (("defaults", []), ("everything-on", ["--values", str(overrides)])):
+        _run(helm, "lint", "--strict", str(CHART), *extra)
+        # Builds of helm from `go install` default to Kubernetes 1.20, below the chart's minimum.
+        output = _run(helm, "template", "rel", str(CHART), "--kube-version", "1.30.0", *extra)
+        renders[name] = [doc for doc in yaml.safe_load_all(output) if doc]
+    return renders
+
+
+def _of_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {
+        obj["metadata"]["labels"]["app.kubernetes.io/component"]: obj
+        for obj in objects
+        if obj["kind"] == kind
+    }
+
+
+def _runs_as_non_root(pod: dict[str, Any]) -> bool:
+    if pod.get("securityContext", {}).get("runAsNonRoot") is True:
+        return True
+    return all(
+        container.get("securityContext", {}).get("runAsNonRoot") is True
+        for container in pod["containers"]
+    )
+
+
+def test_helm_lint_passes_and_every_deployment_runs_as_non_root(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    for name, objects in rendered.items():
+        deployments = _of_kind(objects, "Deployment")
+        assert set(deployments) == WORKLOADS, name
+        root_pods = [
+            component
+            for component, deployment in deployments.items()
+            if not _runs_as_non_root(deployment["spec"]["template"]["spec"])
+        ]
+        assert root_pods == [], name
+
+
+def test_deployments_run_their_commands_with_the_whole_environment(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    objects = rendered["defaults"]
+    (config_map,) = (obj for obj in objects if obj["kind"] == "ConfigMap")
+    assert set(config_map["data"]) >= CONFIG_VARIABLES
+    commands = {}
+    for component, deployment in _of_kind(objects, "Deployment").items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        commands[component] = container["command"][:3]
+        assert container["envFrom"] == [{"configMapRef": {"name": config_map["metadata"]["name"]}}]
+        from_secret = {
+            env["name"] for env in container["env"] if "secretKeyRef" in env.get("valueFrom", {})
+        }
+        assert from_secret == SECRET_VARIABLES, component
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True, component
+        assert container["resources"]["requests"], component
+    assert commands == {
+        "api": ["autoloader-api", "serve"],
+        "scheduler-sync": ["autoloader-sync", "run"],
+        "discovery-worker": ["prefect", "worker", "start"],
+        "s3-events": ["autoloader-discovery", "s3-events"],
+        "processor": ["autoloader-processor", "run"],
+    }
+
+
+def test_migrations_and_topics_run_as_hooks_before_install_and_upgrade(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    jobs = _of_kind(rendered["defaults"], "Job")
+    assert set(jobs) == {"migrations", "topics"}
+    for job in jobs.values():
+        annotations = job["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+        assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        # Pre-install hooks run before the ConfigMap exists, so nothing may come from it.
+        assert "envFrom" not in container
+        assert {env["name"] for env in container["env"]} >= CONFIG_VARIABLES | SECRET_VARIABLES
+    assert jobs["migrations"]["spec"]["template"]["spec"]["containers"][0]["command"] == [
+        "alembic",
+        "upgrade",
+        "head",
+    ]
+    assert jobs["topics"]["spec"]["template"]["spec"]["containers"][0]["command"] == [
+        "autoloader",
+        "topics",
+        "ensure",
+    ]
+
+
+def test_optional_parts_render_only_when_enabled(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    kinds = {name: {obj["kind"] for obj in objects} for name, objects in rendered.items()}
+    assert not kinds["defaults"] & {"Ingress", "ServiceMonitor"}
+    assert kinds["everything-on"] >= {"Ingress", "ServiceMonitor"}
+
+    everything_on = rendered["everything-on"]
+    (monitor,) = (obj for obj in everything_on if obj["kind"] == "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    (config_map,) = (obj for obj in everything_on if obj["kind"] == "ConfigMap")
+    assert "AUTOLOADER_S3_ENDPOINT_URL" not in config_map["data"]
+    worker = _of_kind(everything_on, "Deployment")["discovery-worker"]
+    assert worker["spec"]["template"]["spec"]["containers"][0]["command"][-3:] == [
+        "--limit",
+        "4",
+        "--with-healthcheck",
+    ]
