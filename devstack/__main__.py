@@ -12,7 +12,7 @@ import time
 
 from devstack import proc
 from devstack.component import Step
-from devstack.components.api import Api
+from devstack.components.api import Api, DevApiKey
 from devstack.components.kafka import Kafka
 from devstack.components.migrations import Migrations
 from devstack.components.postgres import Postgres
@@ -26,6 +26,7 @@ from devstack.stack_env import stack_env, write_env_file
 def components(layout: Layout, addresses: Addresses) -> list[Step]:
     postgres = Postgres(layout, addresses)
     prefect = PrefectServer(layout, addresses)
+    api = Api(layout, addresses)
     return [
         postgres,
         Migrations(layout, addresses),
@@ -34,7 +35,8 @@ def components(layout: Layout, addresses: Addresses) -> list[Step]:
         prefect,
         PrefectWorker(prefect),
         SparkConnect(layout, addresses),
-        Api(layout, addresses),
+        api,
+        DevApiKey(api),
     ]
 
 

@@ -28,6 +28,8 @@ S3_ACCESS_KEY = "autoloader"
 S3_SECRET_KEY = "autoloader-secret"  # local development stack only
 S3_REGION = "us-east-1"
 BUCKETS = ("autoloader-landing", "warehouse")
+# Encrypts source credentials in the local stack's database; production sets its own.
+CREDENTIALS_KEY = "YpatRoDIDj2Y7_gEzHMt7OCrkZ2GWKA59exQBxr5AC0="
 
 WORK_POOL = "autoloader"
 WORK_QUEUES = ("default", "high-memory", "priority")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from devstack.layout import (
+    CREDENTIALS_KEY,
     DB_PASSWORD,
     DB_USER,
     S3_ACCESS_KEY,
@@ -25,6 +26,7 @@ def stack_env(a: Addresses) -> dict[str, str]:
         "AUTOLOADER_CATALOG_JDBC_URL": a.catalog_jdbc_url,
         "AUTOLOADER_CATALOG_USER": DB_USER,
         "AUTOLOADER_CATALOG_PASSWORD": DB_PASSWORD,
+        "AUTOLOADER_CREDENTIALS_KEY": CREDENTIALS_KEY,
         "PREFECT_API_URL": a.prefect_api_url,
     }
 

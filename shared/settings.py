@@ -45,3 +45,11 @@ class PrefectSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PREFECT_")
 
     api_url: str = "http://127.0.0.1:4200/api"
+
+
+class CredentialsSettings(BaseSettings):
+    """The key that encrypts source credentials at rest (Fernet, url-safe base64)."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTOLOADER_CREDENTIALS_")
+
+    key: SecretStr

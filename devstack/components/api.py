@@ -1,14 +1,19 @@
-"""The Autoloader REST API, started from the project's own console script."""
+"""The Autoloader REST API, started from the project's own console script, and the
+development tenant whose API key `make up` prints."""
 
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from devstack import proc
-from devstack.component import Component
+from devstack.component import Component, Step
 from devstack.stack_env import stack_env
+
+DEV_TENANT = "dev"
 
 
 class Api(Component):
@@ -26,6 +31,11 @@ class Api(Component):
         except (OSError, urllib.error.URLError, ValueError, KeyError):
             return False
 
+    def ensure_up(self) -> bool:
+        # The project's own code changes between runs: always start the current version.
+        self.stop()
+        return super().ensure_up()
+
     def start(self) -> int:
         env = {
             **stack_env(self.addresses),
@@ -34,3 +44,53 @@ class Api(Component):
         }
         argv = [str(self.layout.venv_bin / "autoloader-api"), "serve"]
         return proc.spawn(self.layout, self.name, argv, env=env)
+
+
+class DevApiKey(Step):
+    """An API key of the `dev` tenant, kept in .local/dev-api-key and reused while valid."""
+
+    name = "dev-api-key"
+
+    def __init__(self, api: Api) -> None:
+        super().__init__(api.layout, api.addresses)
+        self.api = api
+
+    @property
+    def path(self) -> Path:
+        return self.layout.state / "dev-api-key"
+
+    @property
+    def address(self) -> str:
+        key = self.path.read_text().strip() if self.path.exists() else "-"
+        return f"tenant '{DEV_TENANT}': {key}"
+
+    def healthy(self) -> bool:
+        if not self.path.exists():
+            return False
+        request = urllib.request.Request(
+            f"{self.api.address}/api/v1/ingestions?limit=1",
+            headers={"Authorization": f"Bearer {self.path.read_text().strip()}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return bool(response.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def ensure_up(self) -> bool:
+        if self.healthy():
+            return False
+        result = proc.run(
+            [
+                str(self.layout.venv_bin / "autoloader-api"),
+                "keys",
+                "create",
+                "--tenant",
+                DEV_TENANT,
+            ],
+            "creating the development API key",
+            env={**os.environ, **stack_env(self.addresses)},
+        )
+        self.path.write_text(result.stdout.strip() + "\n")
+        self.path.chmod(0o600)
+        return True

@@ -2,31 +2,64 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, status
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
+from autoloader_api.container import Container
+from autoloader_api.ingestions import Conflict, NotFound
+from autoloader_api.routes import ingestions, operations, runs
 from autoloader_api.settings import ApiSettings
-from shared.preflight import Check, check_database, check_kafka, run_checks
-
-
-def dependency_checks(settings: ApiSettings) -> dict[str, Check]:
-    return {
-        "database": lambda: check_database(settings.database),
-        "kafka": lambda: check_kafka(settings.kafka),
-    }
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
-    app = FastAPI(title="Autoloader", version="0.1.0")
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        container = Container.build(settings)
+        app.state.container = container
+        relay = None
+        if settings.relay.enabled:
+            relay = asyncio.create_task(container.relay.run(container.stop), name="outbox-relay")
+        try:
+            yield
+        finally:
+            container.stop.set()
+            if relay is not None:
+                await relay
+            await container.engine.dispose()
 
-    @app.get("/health", tags=["operations"])
-    async def health() -> JSONResponse:
-        results = await run_checks(dependency_checks(settings))
-        healthy = all(result.ok for result in results)
-        body = {
-            "status": "healthy" if healthy else "unhealthy",
-            **{result.name: result.detail for result in results},
-        }
-        return JSONResponse(body, status_code=200 if healthy else 503)
-
+    app = FastAPI(
+        title="Autoloader",
+        version="0.1.0",
+        description="Ingest files from object storage into Apache Iceberg, exactly once.",
+        lifespan=lifespan,
+    )
+    app.include_router(ingestions.router)
+    app.include_router(runs.router)
+    app.include_router(operations.router)
+    _add_error_handlers(app)
     return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, error: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=status.HTTP_404_NOT_FOUND)
+
+    @app.exception_handler(Conflict)
+    async def conflict(_: Request, error: Conflict) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=status.HTTP_409_CONFLICT)
+
+    @app.exception_handler(ValidationError)
+    async def invalid_spec(request: Request, error: ValidationError) -> JSONResponse:
+        # A PATCH is validated after merging; report its errors like any body error.
+        body_errors = RequestValidationError(
+            [{**item, "loc": ("body", *item["loc"])} for item in error.errors()]
+        )
+        return await request_validation_exception_handler(request, body_errors)

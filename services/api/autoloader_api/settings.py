@@ -5,7 +5,17 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.settings import DatabaseSettings, KafkaSettings
+from shared.settings import CredentialsSettings, DatabaseSettings, KafkaSettings
+
+
+class RelaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AUTOLOADER_RELAY_")
+
+    enabled: bool = True
+    batch_size: int = 200
+    poll_interval_seconds: float = 0.2
+    backoff_initial_seconds: float = 0.5
+    backoff_max_seconds: float = 30.0
 
 
 class ApiSettings(BaseSettings):
@@ -15,3 +25,5 @@ class ApiSettings(BaseSettings):
     port: int = 8000
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    credentials: CredentialsSettings = Field(default_factory=CredentialsSettings)  # type: ignore[arg-type]
+    relay: RelaySettings = Field(default_factory=RelaySettings)

@@ -1,0 +1,243 @@
+"""Use cases of the ingestion API. Each one changes state and emits its event in one commit."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from autoloader_api.schemas import IngestionOut
+from shared.crypto import CredentialCipher, mask
+from shared.events import (
+    IngestionCreated,
+    IngestionDeleted,
+    IngestionPaused,
+    IngestionResumed,
+    IngestionSnapshot,
+    IngestionTriggered,
+    IngestionUpdated,
+)
+from shared.models import Ingestion, IngestionStatus, Run, RunTrigger, Tenant
+from shared.spec import IngestionSpec
+from shared.uow import UnitOfWork
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Conflict(RuntimeError):
+    pass
+
+
+def snapshot(ingestion: Ingestion) -> IngestionSnapshot:
+    return IngestionSnapshot(
+        name=ingestion.name,
+        status=ingestion.status,
+        source_type=ingestion.source_type,
+        schedule_cron=ingestion.schedule_cron,
+        schedule_timezone=ingestion.schedule_timezone,
+        work_queue=ingestion.work_queue,
+        version=ingestion.version,
+    )
+
+
+SECRET_FIELDS = frozenset({"aws_secret_access_key", "aws_session_token"})
+
+
+def masked(credentials: dict[str, Any]) -> dict[str, Any]:
+    """Secrets as ****, the access key id shortened to its first characters, the rest shown."""
+    shown: dict[str, Any] = {}
+    for name, value in credentials.items():
+        if value is None:
+            continue
+        if name in SECRET_FIELDS:
+            shown[name] = "****"
+        elif name == "aws_access_key_id":
+            shown[name] = mask(value)
+        else:
+            shown[name] = value
+    return shown
+
+
+def to_out(ingestion: Ingestion, cipher: CredentialCipher) -> IngestionOut:
+    spec = dict(ingestion.spec)
+    if ingestion.credentials is not None:
+        spec["source"] = {
+            **spec["source"],
+            "credentials": masked(cipher.decrypt(ingestion.credentials)),
+        }
+    return IngestionOut(
+        id=ingestion.id,
+        name=ingestion.name,
+        status=ingestion.status,
+        spec=spec,
+        schedule_cron=ingestion.schedule_cron,
+        schedule_timezone=ingestion.schedule_timezone,
+        work_queue=ingestion.work_queue,
+        prefect_deployment_id=ingestion.prefect_deployment_id,
+        sync_status=ingestion.sync_status,
+        sync_error=ingestion.sync_error,
+        last_synced_at=ingestion.last_synced_at,
+        created_at=ingestion.created_at,
+        updated_at=ingestion.updated_at,
+    )
+
+
+def _apply(ingestion: Ingestion, spec: IngestionSpec, cipher: CredentialCipher) -> None:
+    ingestion.name = spec.name
+    ingestion.spec = spec.stored()
+    ingestion.source_type = spec.source.type
+    ingestion.source_bucket = spec.source.bucket
+    ingestion.schedule_cron = spec.schedule.to_cron() if spec.schedule else None
+    ingestion.schedule_timezone = spec.schedule.timezone if spec.schedule else None
+    ingestion.work_queue = spec.execution.work_queue
+    if spec.source.credentials is not None:
+        ingestion.credentials = cipher.encrypt(spec.source.credentials.revealed())
+    elif spec.source.type == "local":
+        ingestion.credentials = None
+
+
+async def _load(uow: UnitOfWork, tenant: Tenant, ingestion_id: uuid.UUID) -> Ingestion:
+    ingestion = await uow.ingestions.get(tenant.id, ingestion_id, for_update=True)
+    if ingestion is None:
+        raise NotFound(f"ingestion {ingestion_id} not found")
+    return ingestion
+
+
+async def _ensure_name_free(
+    uow: UnitOfWork, tenant: Tenant, name: str, except_id: uuid.UUID | None = None
+) -> None:
+    if await uow.ingestions.name_taken(tenant.id, name, except_id):
+        raise Conflict(f"an ingestion named {name!r} already exists")
+
+
+async def create(
+    uow: UnitOfWork, tenant: Tenant, spec: IngestionSpec, cipher: CredentialCipher
+) -> Ingestion:
+    await _ensure_name_free(uow, tenant, spec.name)
+    ingestion = Ingestion(id=uuid.uuid4(), tenant_id=tenant.id, status=IngestionStatus.ACTIVE)
+    ingestion.version = 1
+    _apply(ingestion, spec, cipher)
+    uow.ingestions.add(ingestion)
+    uow.emit(
+        IngestionCreated(
+            tenant_id=tenant.id, ingestion_id=ingestion.id, ingestion=snapshot(ingestion)
+        )
+    )
+    await uow.commit()
+    return ingestion
+
+
+async def replace(
+    uow: UnitOfWork,
+    tenant: Tenant,
+    ingestion_id: uuid.UUID,
+    spec: IngestionSpec,
+    cipher: CredentialCipher,
+) -> Ingestion:
+    ingestion = await _load(uow, tenant, ingestion_id)
+    await _ensure_name_free(uow, tenant, spec.name, except_id=ingestion.id)
+    before = dict(ingestion.spec)
+    _apply(ingestion, spec, cipher)
+    changed = sorted(
+        key
+        for key in set(before) | set(ingestion.spec)
+        if before.get(key) != ingestion.spec.get(key)
+    )
+    if spec.source.credentials is not None:
+        changed = sorted({*changed, "source"})
+    ingestion.version += 1
+    uow.emit(
+        IngestionUpdated(
+            tenant_id=tenant.id,
+            ingestion_id=ingestion.id,
+            ingestion=snapshot(ingestion),
+            changed=changed,
+        )
+    )
+    await uow.commit()
+    return ingestion
+
+
+def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7396 JSON merge patch: objects merge, null removes, anything else replaces."""
+    merged = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_patch(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+async def patch(
+    uow: UnitOfWork,
+    tenant: Tenant,
+    ingestion_id: uuid.UUID,
+    changes: dict[str, Any],
+    cipher: CredentialCipher,
+) -> Ingestion:
+    ingestion = await uow.ingestions.get(tenant.id, ingestion_id)
+    if ingestion is None:
+        raise NotFound(f"ingestion {ingestion_id} not found")
+    spec = IngestionSpec.model_validate(merge_patch(ingestion.spec, changes))
+    return await replace(uow, tenant, ingestion_id, spec, cipher)
+
+
+async def delete(uow: UnitOfWork, tenant: Tenant, ingestion_id: uuid.UUID) -> None:
+    ingestion = await _load(uow, tenant, ingestion_id)
+    ingestion.deleted_at = datetime.now(UTC)
+    ingestion.version += 1
+    uow.emit(IngestionDeleted(tenant_id=tenant.id, ingestion_id=ingestion.id))
+    await uow.commit()
+
+
+async def set_paused(
+    uow: UnitOfWork, tenant: Tenant, ingestion_id: uuid.UUID, paused: bool
+) -> Ingestion:
+    ingestion = await _load(uow, tenant, ingestion_id)
+    wanted = IngestionStatus.PAUSED if paused else IngestionStatus.ACTIVE
+    if ingestion.status != wanted:
+        ingestion.status = wanted
+        ingestion.version += 1
+        event = IngestionPaused if paused else IngestionResumed
+        uow.emit(event(tenant_id=tenant.id, ingestion_id=ingestion.id))
+    await uow.commit()
+    return ingestion
+
+
+async def trigger_run(
+    uow: UnitOfWork,
+    tenant: Tenant,
+    ingestion_id: uuid.UUID,
+    *,
+    trigger: RunTrigger = RunTrigger.MANUAL,
+    requested_by: str | None = None,
+    idempotency_key: str | None = None,
+) -> Run:
+    ingestion = await _load(uow, tenant, ingestion_id)
+    if ingestion.status == IngestionStatus.PAUSED:
+        raise Conflict(f"ingestion {ingestion_id} is paused: resume it before running it")
+    run = Run(
+        id=uuid.uuid4(),
+        ingestion_id=ingestion.id,
+        tenant_id=tenant.id,
+        trigger=trigger,
+        requested_by=requested_by,
+        idempotency_key=idempotency_key,
+    )
+    uow.runs.add(run)
+    uow.emit(
+        IngestionTriggered(
+            tenant_id=tenant.id,
+            ingestion_id=ingestion.id,
+            run_id=run.id,
+            trigger=trigger,
+            requested_by=requested_by,
+        )
+    )
+    await uow.commit()
+    return run

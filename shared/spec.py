@@ -1,0 +1,210 @@
+"""The ingestion spec: the request body users send, validated, and what it implies
+(the cron of a schedule preset, the bucket of a source, the Prefect work queue).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from cronsim import CronSim, CronSimError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+S3_PATH = re.compile(
+    r"^s3a?://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?P<prefix>/[^\x00]*)?$"
+)
+HH_MM = re.compile(r"^(?P<hour>[01]\d|2[0-3]):(?P<minute>[0-5]\d)$")
+WEEKDAYS = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
+WORK_QUEUES = ("default", "high-memory", "priority")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class S3Credentials(StrictModel):
+    aws_access_key_id: str = Field(min_length=1, max_length=256)
+    aws_secret_access_key: SecretStr = Field(min_length=1)
+    aws_session_token: SecretStr | None = None
+    aws_region: str | None = Field(default=None, max_length=64)
+
+    def revealed(self) -> dict[str, str | None]:
+        token = self.aws_session_token
+        return {
+            "aws_access_key_id": self.aws_access_key_id,
+            "aws_secret_access_key": self.aws_secret_access_key.get_secret_value(),
+            "aws_session_token": token.get_secret_value() if token else None,
+            "aws_region": self.aws_region,
+        }
+
+
+class SourceSpec(StrictModel):
+    type: Literal["s3", "local"]
+    path: str = Field(min_length=1, max_length=1024)
+    file_pattern: str = Field(default="*", min_length=1, max_length=256)
+    credentials: S3Credentials | None = None
+
+    @model_validator(mode="after")
+    def _path_matches_type(self) -> SourceSpec:
+        if self.type == "s3" and not S3_PATH.match(self.path):
+            raise ValueError(
+                "path must look like s3://bucket/prefix/ (lower-case bucket of 3-63 characters)"
+            )
+        if self.type == "local" and not self.path.startswith("file:///"):
+            raise ValueError("a local path must be an absolute file:/// URL")
+        if self.type == "local" and self.credentials is not None:
+            raise ValueError("a local source takes no credentials")
+        return self
+
+    @property
+    def bucket(self) -> str | None:
+        match = S3_PATH.match(self.path)
+        return match["bucket"] if match else None
+
+
+class SchemaSpec(StrictModel):
+    inference: Literal["auto", "none"] = "auto"
+    evolution_enabled: bool = True
+    rescued_data_column: str = Field(default="_rescued_data", pattern=IDENTIFIER.pattern)
+
+
+class FormatSpec(StrictModel):
+    type: Literal["json", "csv", "parquet"]
+    multiline: bool = False
+    header: bool = True
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    compression: Literal["auto", "gzip", "none"] = "auto"
+    schema_: SchemaSpec = Field(default_factory=SchemaSpec, alias="schema")
+
+
+class DestinationSpec(StrictModel):
+    catalog: str = Field(default="spark_catalog", pattern=IDENTIFIER.pattern)
+    database: str = Field(default="default", pattern=IDENTIFIER.pattern)
+    table: str = Field(pattern=IDENTIFIER.pattern)
+    write_mode: Literal["append"] = "append"
+
+    @property
+    def qualified(self) -> str:
+        """The table name quoted for Spark SQL; each part is a validated identifier."""
+        return ".".join(f"`{part}`" for part in (self.catalog, self.database, self.table))
+
+
+class ScheduleSpec(StrictModel):
+    frequency: Literal["hourly", "daily", "weekly", "every_n_minutes", "custom"]
+    time: str | None = Field(default=None, description="HH:MM, for daily and weekly")
+    day_of_week: str | None = Field(default=None, description="for weekly; default sunday")
+    interval_minutes: int | None = Field(default=None, ge=1, le=1440)
+    cron: str | None = Field(default=None, max_length=120)
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        if value not in available_timezones():
+            raise ValueError(f"unknown IANA timezone {value!r}, e.g. 'UTC' or 'Europe/Berlin'")
+        try:
+            ZoneInfo(value)
+        except ZoneInfoNotFoundError as error:
+            raise ValueError(f"unknown IANA timezone {value!r}") from error
+        return value
+
+    @field_validator("time")
+    @classmethod
+    def _hh_mm(cls, value: str | None) -> str | None:
+        if value is not None and not HH_MM.match(value):
+            raise ValueError("time must be HH:MM on a 24-hour clock, e.g. '02:30'")
+        return value
+
+    @field_validator("day_of_week")
+    @classmethod
+    def _weekday(cls, value: str | None) -> str | None:
+        if value is not None and value.lower() not in WEEKDAYS:
+            raise ValueError(f"day_of_week must be one of {', '.join(WEEKDAYS)}")
+        return value.lower() if value else value
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if len(value.split()) != 5:
+            raise ValueError("cron must have 5 fields: minute hour day-of-month month weekday")
+        try:
+            CronSim(value, datetime.now(UTC))
+        except CronSimError as error:
+            raise ValueError(f"invalid cron expression: {error}") from error
+        return value
+
+    @model_validator(mode="after")
+    def _fields_fit_frequency(self) -> ScheduleSpec:
+        needs = {
+            "custom": ("cron",),
+            "every_n_minutes": ("interval_minutes",),
+        }.get(self.frequency, ())
+        for name in needs:
+            if getattr(self, name) is None:
+                raise ValueError(f"{self.frequency} schedules need {name}")
+        if self.cron is not None and self.frequency != "custom":
+            raise ValueError("cron is only for frequency 'custom'")
+        return self
+
+    def to_cron(self) -> str:
+        hour, minute = (0, 0)
+        if self.time:
+            hour, minute = (int(part) for part in self.time.split(":"))
+        if self.frequency == "hourly":
+            return "0 * * * *"
+        if self.frequency == "daily":
+            return f"{minute} {hour} * * *"
+        if self.frequency == "weekly":
+            return f"{minute} {hour} * * {WEEKDAYS.index(self.day_of_week or 'sunday')}"
+        if self.frequency == "every_n_minutes":
+            return _every_n_minutes(self.interval_minutes or 60)
+        return self.cron or ""
+
+
+def _every_n_minutes(interval: int) -> str:
+    if interval < 60:
+        return f"*/{interval} * * * *"
+    if interval % 60 == 0 and interval < 1440:
+        return f"0 */{interval // 60} * * *"
+    if interval == 1440:
+        return "0 0 * * *"
+    raise ValueError("interval_minutes of an hour or more must be a whole number of hours")
+
+
+class ExecutionSpec(StrictModel):
+    priority: Literal["normal", "high"] = "normal"
+    high_memory: bool = False
+    max_files_per_batch: int = Field(default=500, ge=1, le=10_000)
+    max_bytes_per_batch: int = Field(default=512 * 1024 * 1024, ge=1024)
+
+    @property
+    def work_queue(self) -> str:
+        if self.priority == "high":
+            return "priority"
+        return "high-memory" if self.high_memory else "default"
+
+
+class IngestionSpec(StrictModel):
+    name: str = Field(min_length=1, max_length=200)
+    cluster_id: str | None = Field(default=None, max_length=200)
+    source: SourceSpec
+    format: FormatSpec
+    destination: DestinationSpec
+    schedule: ScheduleSpec | None = None
+    overwrite_policy: Literal["ignore", "reingest"] = "ignore"
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
+
+    @model_validator(mode="after")
+    def _every_n_minutes_is_expressible(self) -> IngestionSpec:
+        if self.schedule is not None and self.schedule.frequency == "every_n_minutes":
+            _every_n_minutes(self.schedule.interval_minutes or 60)
+        return self
+
+    def stored(self) -> dict[str, Any]:
+        """The spec as kept in the database and shown to users: credentials left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude={"source": {"credentials"}})
