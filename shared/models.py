@@ -26,6 +26,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSONB}
+    # Fetch server-set columns (created_at, updated_at) with RETURNING, so a committed object
+    # can be read without another round trip, which an async session cannot make implicitly.
+    __mapper_args__: Any = {"eager_defaults": True}  # noqa: RUF012 - read by declarative
 
 
 class IngestionStatus(enum.StrEnum):

@@ -121,7 +121,7 @@ class RunRepository:
             .where(FileState.run_id == run_id)
             .group_by(FileState.status)
         )
-        return {status: count for status, count in rows.tuples()}
+        return {status: count for status, count in rows.all()}
 
 
 class FileStateRepository:

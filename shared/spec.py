@@ -149,6 +149,8 @@ class ScheduleSpec(StrictModel):
                 raise ValueError(f"{self.frequency} schedules need {name}")
         if self.cron is not None and self.frequency != "custom":
             raise ValueError("cron is only for frequency 'custom'")
+        if self.frequency == "every_n_minutes":
+            _every_n_minutes(self.interval_minutes or 60)
         return self
 
     def to_cron(self) -> str:
@@ -198,12 +200,6 @@ class IngestionSpec(StrictModel):
     schedule: ScheduleSpec | None = None
     overwrite_policy: Literal["ignore", "reingest"] = "ignore"
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
-
-    @model_validator(mode="after")
-    def _every_n_minutes_is_expressible(self) -> IngestionSpec:
-        if self.schedule is not None and self.schedule.frequency == "every_n_minutes":
-            _every_n_minutes(self.schedule.interval_minutes or 60)
-        return self
 
     def stored(self) -> dict[str, Any]:
         """The spec as kept in the database and shown to users: credentials left out."""

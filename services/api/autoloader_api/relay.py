@@ -103,8 +103,8 @@ class OutboxRelay:
                     )
                     .order_by(OutboxEvent.id)
                 )
-            ).tuples()
-            ready = publishable(claimed, list(unsent))
+            ).all()
+            ready = publishable(claimed, [(row_id, key) for row_id, key in unsent])
             by_id = {row.id: row for row in claimed}
             await self._send([by_id[row_id] for row_id in ready])
             await session.execute(
