@@ -76,7 +76,9 @@ async def test_two_relays_publish_each_event_once_and_in_order_per_key(
     relays = [OutboxRelay(sessions, producers, settings) for _ in range(2)]
     published = await asyncio.gather(*(drain(relay) for relay in relays))
 
-    assert sum(published) == 200
+    # Rows other tests left unsent may be published too; ours must all be.
+    assert sum(published) >= 200
+    assert [await unsent(sessions, str(key)) for key in keys] == [0] * len(keys)
     assert all(count > 0 for count in published), f"one relay did all the work: {published}"
     for key in keys:
         messages = await events.for_key(str(key), count=25, settle=0.5)
