@@ -20,14 +20,14 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from autoloader_api.app import create_app
-from autoloader_api.auth import create_key
-from autoloader_api.settings import ApiSettings, RelaySettings
 from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
+from autoloader_api.app import create_app
+from autoloader_api.auth import create_key
+from autoloader_api.settings import ApiSettings, RelaySettings
 from shared.crypto import new_key
 from shared.db import session_factory
 from shared.settings import CredentialsSettings, DatabaseSettings, KafkaSettings

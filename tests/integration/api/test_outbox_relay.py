@@ -8,11 +8,11 @@ from collections import Counter
 
 import httpx
 import pytest
-from autoloader_api.relay import OutboxRelay, kafka_producer_factory
-from autoloader_api.settings import ApiSettings, RelaySettings
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from autoloader_api.relay import OutboxRelay, kafka_producer_factory
+from autoloader_api.settings import ApiSettings, RelaySettings
 from devstack.components.kafka import Kafka
 from devstack.layout import Addresses, Layout
 from shared.events import IngestionPaused
