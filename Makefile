@@ -61,5 +61,8 @@ $(HELM):
 	  GOPATH=$(GO_CACHE) GOBIN=$(GO_CACHE)/bin GOFLAGS=-modcacherw go install helm.sh/helm/v3/cmd/helm@v3.16.4; \
 	else echo "go is missing: the chart tests that need helm will skip"; fi
 
+asyncapi: $(STAMP) ## regenerate docs/asyncapi.yaml from the event schemas
+	$(VENV)/bin/faststream docs gen --factory --yaml -o docs/asyncapi.yaml shared.asyncapi:asyncapi
+
 clean: down ## stop the stack and delete its data and logs (the download cache stays)
 	rm -rf .local
