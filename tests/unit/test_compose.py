@@ -54,6 +54,7 @@ NATIVE_TO_COMPOSE = {
     "prefect-worker": "discovery-worker",
     "spark-connect": "spark-connect",
     "api": "api",
+    "dev-api-key": "dev-api-key",
     "scheduler-sync": "scheduler-sync",
     "s3-events": "s3-events",
     "processor": "processor",
@@ -62,6 +63,7 @@ NATIVE_TO_COMPOSE = {
 # The services run from the root Dockerfile's image; every other one is infrastructure.
 PROJECT_SERVICES = {
     "migrate",
+    "dev-api-key",
     "kafka-topics",
     "s3-buckets",
     "prefect-work-pool",
