@@ -12,7 +12,7 @@ import time
 
 from devstack import proc
 from devstack.component import Step
-from devstack.components.api import Api, DevApiKey
+from devstack.components.api import Api, DevApiKey, SchedulerSync
 from devstack.components.kafka import Kafka
 from devstack.components.migrations import Migrations
 from devstack.components.postgres import Postgres
@@ -37,6 +37,7 @@ def components(layout: Layout, addresses: Addresses) -> list[Step]:
         SparkConnect(layout, addresses),
         api,
         DevApiKey(api),
+        SchedulerSync(layout, addresses),
     ]
 
 

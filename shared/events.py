@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from shared.topics import INGESTION_EVENTS, Topic
+from shared.topics import FILES, INGESTION_EVENTS, Topic
 
 
 def _now() -> datetime:
@@ -87,6 +87,24 @@ class BackfillRequested(Event):
     reprocess: bool = False
     target_table: str | None = None
     requested_by: str | None = None
+
+
+class DiscoveredFile(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    file_id: int
+    path: str
+    etag: str
+    size: int
+
+
+class FilesDiscovered(Event):
+    """A batch of new files recorded as PENDING under a run, for the processor pool."""
+
+    topic: ClassVar[Topic] = FILES
+    event_type: Literal["FilesDiscovered"] = "FilesDiscovered"
+    run_id: uuid.UUID
+    files: list[DiscoveredFile]
 
 
 IngestionEvent = Annotated[

@@ -53,3 +53,15 @@ class CredentialsSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUTOLOADER_CREDENTIALS_")
 
     key: SecretStr
+
+
+class FlowRunSettings(BaseSettings):
+    """How Prefect runs `run_ingestion`; the defaults are those the seeds' flows used."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTOLOADER_FLOW_")
+
+    work_pool: str = "autoloader"
+    entrypoint: str = "autoloader_discovery.flows.run_ingestion"
+    timeout_seconds: int = 3600
+    retries: int = 2
+    retry_delay_seconds: int = 60

@@ -3,6 +3,7 @@ development tenant whose API key `make up` prints."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import urllib.error
@@ -16,8 +17,27 @@ from devstack.stack_env import stack_env
 DEV_TENANT = "dev"
 
 
-class Api(Component):
+class ProjectService(Component):
+    """One of Autoloader's own services: restarted by every `make up`, since its code changes
+    between runs, with the stack's environment."""
+
+    argv: tuple[str, ...]
+
+    def ensure_up(self) -> bool:
+        self.stop()
+        return super().ensure_up()
+
+    def env(self) -> dict[str, str]:
+        return stack_env(self.addresses)
+
+    def start(self) -> int:
+        command = [str(self.layout.venv_bin / self.argv[0]), *self.argv[1:]]
+        return proc.spawn(self.layout, self.name, command, env=self.env())
+
+
+class Api(ProjectService):
     name = "api"
+    argv = ("autoloader-api", "serve")
     start_timeout = 60.0
 
     @property
@@ -31,19 +51,45 @@ class Api(Component):
         except (OSError, urllib.error.URLError, ValueError, KeyError):
             return False
 
-    def ensure_up(self) -> bool:
-        # The project's own code changes between runs: always start the current version.
-        self.stop()
-        return super().ensure_up()
-
-    def start(self) -> int:
-        env = {
-            **stack_env(self.addresses),
+    def env(self) -> dict[str, str]:
+        return {
+            **super().env(),
             "AUTOLOADER_API_HOST": self.addresses.host,
             "AUTOLOADER_API_PORT": str(self.addresses.api_port),
         }
-        argv = [str(self.layout.venv_bin / "autoloader-api"), "serve"]
-        return proc.spawn(self.layout, self.name, argv, env=env)
+
+
+class SchedulerSync(ProjectService):
+    """Healthy once its consumer group has a member: it is consuming ingestion events."""
+
+    name = "scheduler-sync"
+    argv = ("autoloader-sync", "run")
+    start_timeout = 60.0
+
+    @property
+    def address(self) -> str:
+        return "consumer group 'scheduler-sync'"
+
+    def healthy(self) -> bool:
+        if self.pid() is None:
+            return False
+        try:
+            return asyncio.run(asyncio.wait_for(self._group_has_members(), timeout=10))
+        except Exception:
+            return False
+
+    async def _group_has_members(self) -> bool:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.addresses.kafka_bootstrap)
+        await admin.start()
+        try:
+            [response] = await admin.describe_consumer_groups(["scheduler-sync"])
+        finally:
+            await admin.close()
+        # Each group is a tuple: (error_code, group, state, protocol_type, protocol, members).
+        _, _, state, _, _, members = response.groups[0]
+        return bool(state == "Stable" and members)
 
 
 class DevApiKey(Step):

@@ -10,6 +10,7 @@ from typing import Any
 from devstack import proc
 from devstack.component import Component
 from devstack.layout import WORK_POOL, WORK_QUEUES
+from devstack.stack_env import stack_env
 
 
 class PrefectServer(Component):
@@ -105,4 +106,6 @@ class PrefectWorker(Component):
             "--name",
             "autoloader-local",
         ]
-        return proc.spawn(self.layout, self.name, argv, env=self.server.env())
+        # Flow runs inherit the worker's environment: they reach the stack through it.
+        env = {**stack_env(self.addresses), **self.server.env()}
+        return proc.spawn(self.layout, self.name, argv, env=env)

@@ -1,17 +1,28 @@
-"""The autoloader-discovery process's one settings object."""
+"""The discovery process's one settings object (the flow and the S3-event consumer)."""
 
 from __future__ import annotations
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.settings import DatabaseSettings, KafkaSettings, PrefectSettings, S3Settings
+from shared.settings import (
+    CredentialsSettings,
+    DatabaseSettings,
+    FlowRunSettings,
+    KafkaSettings,
+    PrefectSettings,
+    S3Settings,
+)
 
 
 class DiscoverySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUTOLOADER_DISCOVERY_")
 
+    page_size: int = Field(default=1000, ge=1, le=1000)
+    files_per_event: int = Field(default=100, ge=1)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
+    credentials: CredentialsSettings = Field(default_factory=CredentialsSettings)  # type: ignore[arg-type]
+    flow: FlowRunSettings = Field(default_factory=FlowRunSettings)

@@ -1,10 +1,23 @@
-"""`autoloader-sync`: mirror ingestion events into Prefect deployments and flow runs."""
+"""`autoloader-sync`: mirror ingestion events into Prefect deployments and flow runs.
+
+run        consume `autoloader.ingestion-events` (group `scheduler-sync`), reconciling
+           periodically as a safety net
+reconcile  compare the database with Prefect and repair the difference (--dry-run first)
+rebuild    replay the whole topic into Prefect, e.g. after losing Prefect's database
+check      check Kafka, Prefect and the database
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import signal
+import sys
 
+from autoloader_sync.consumer import broker_factory, build_syncer
+from autoloader_sync.handler import EventHandler
+from autoloader_sync.reconcile import periodic_reconcile, rebuild, reconcile
 from autoloader_sync.settings import SyncSettings
 from shared.preflight import (
     Check,
@@ -24,8 +37,66 @@ def dependency_checks(settings: SyncSettings) -> dict[str, Check]:
     }
 
 
+async def _run(settings: SyncSettings) -> None:
+    syncer = build_syncer(settings)
+    broker = broker_factory(settings, syncer)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await broker.start()
+    reconciler = asyncio.create_task(
+        periodic_reconcile(syncer, settings.reconcile_interval_seconds, stop)
+    )
+    try:
+        await stop.wait()
+    finally:
+        await reconciler
+        await broker.stop()
+
+
+async def _reconcile(settings: SyncSettings, dry_run: bool) -> int:
+    report = await reconcile(build_syncer(settings), dry_run=dry_run)
+    print(report.summary(dry_run))
+    return 0
+
+
+async def _rebuild(settings: SyncSettings) -> int:
+    syncer = build_syncer(settings)
+
+    async def dead_letter(raw: bytes, key: bytes | None, reason: str) -> None:
+        print(f"  skipped a message: {reason}", file=sys.stderr)
+
+    handler = EventHandler(syncer, dead_letter)
+
+    def progress(done: int, total: int) -> None:
+        if done % 100 == 0 or done == total:
+            print(f"  replayed {done}/{total} events", flush=True)
+
+    count = await rebuild(handler, settings.kafka.bootstrap_servers, progress)
+    report = await reconcile(syncer)
+    print(f"replayed {count} events; then {report.summary(dry_run=False)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="autoloader-sync", description=__doc__)
-    parser.add_argument("command", choices=["check"], help="check what the service depends on")
-    parser.parse_args(argv)
-    return print_results(asyncio.run(run_checks(dependency_checks(SyncSettings()))))
+    parser = argparse.ArgumentParser(
+        prog="autoloader-sync", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run")
+    reconcile_cmd = commands.add_parser("reconcile")
+    reconcile_cmd.add_argument("--dry-run", action="store_true", help="print, change nothing")
+    commands.add_parser("rebuild")
+    commands.add_parser("check")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = SyncSettings()
+    if args.command == "check":
+        return print_results(asyncio.run(run_checks(dependency_checks(settings))))
+    if args.command == "reconcile":
+        return asyncio.run(_reconcile(settings, args.dry_run))
+    if args.command == "rebuild":
+        return asyncio.run(_rebuild(settings))
+    asyncio.run(_run(settings))
+    return 0

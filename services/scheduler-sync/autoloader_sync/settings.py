@@ -1,16 +1,21 @@
-"""The autoloader-sync process's one settings object."""
+"""The scheduler-sync process's one settings object."""
 
 from __future__ import annotations
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.settings import DatabaseSettings, KafkaSettings, PrefectSettings
+from shared.settings import DatabaseSettings, FlowRunSettings, KafkaSettings, PrefectSettings
 
 
 class SyncSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUTOLOADER_SYNC_")
 
+    group_id: str = "scheduler-sync"
+    retry_initial_seconds: float = 1.0
+    retry_max_seconds: float = 60.0
+    reconcile_interval_seconds: float = 300.0
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    flow: FlowRunSettings = Field(default_factory=FlowRunSettings)

@@ -1,0 +1,137 @@
+"""Discovery against the database: open the run, record new files set-based, read them back.
+
+`record_new_files` is one statement per page of keys: it inserts the objects it has not seen,
+as PENDING under the run, and returns them, whatever the page size.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from autoloader_discovery.listing import ListedObject
+from shared.crypto import CredentialCipher
+from shared.events import DiscoveredFile
+from shared.models import FileState, FileStatus, Ingestion, Run, RunStatus, RunTrigger
+from shared.spec import IngestionSpec
+
+INSERT_NEW_FILES = text(
+    """
+    INSERT INTO file_state (ingestion_id, run_id, path, etag, size, last_modified, status,
+                            attempts, discovered_at, updated_at)
+    SELECT :ingestion_id, :run_id, listed.path, listed.etag, listed.size, listed.last_modified,
+           'PENDING', 0, now(), now()
+    FROM unnest(CAST(:paths AS text[]), CAST(:etags AS text[]), CAST(:sizes AS bigint[]),
+                CAST(:modified AS timestamptz[])) AS listed(path, etag, size, last_modified)
+    WHERE :reingest_overwrites OR NOT EXISTS (
+        SELECT 1 FROM file_state seen
+        WHERE seen.ingestion_id = :ingestion_id AND seen.path = listed.path
+    )
+    ON CONFLICT (ingestion_id, path, etag) DO NOTHING
+    RETURNING id, path, etag, size
+    """
+)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    run_id: uuid.UUID
+    ingestion_id: uuid.UUID
+    tenant_id: uuid.UUID
+    spec: IngestionSpec
+    credentials: dict[str, Any] | None
+
+
+class IngestionGone(LookupError):
+    pass
+
+
+async def start_run(
+    session: AsyncSession,
+    ingestion_id: uuid.UUID,
+    run_id: uuid.UUID | None,
+    flow_run_id: uuid.UUID | None,
+    cipher: CredentialCipher,
+) -> RunContext:
+    """Mark the run running (creating it for a scheduled run) and load what discovery needs."""
+    ingestion = await session.get(Ingestion, ingestion_id)
+    if ingestion is None or ingestion.deleted_at is not None:
+        raise IngestionGone(f"ingestion {ingestion_id} no longer exists")
+    if run_id is None:
+        run = Run(
+            id=uuid.uuid4(),
+            ingestion_id=ingestion.id,
+            tenant_id=ingestion.tenant_id,
+            trigger=RunTrigger.SCHEDULED,
+            requested_by="prefect schedule",
+        )
+        session.add(run)
+        await session.flush()
+        run_id = run.id
+    await session.execute(
+        update(Run)
+        .where(Run.id == run_id)
+        .values(
+            status=RunStatus.RUNNING,
+            started_at=datetime.now(UTC),
+            prefect_flow_run_id=flow_run_id,
+        )
+    )
+    await session.commit()
+    spec = IngestionSpec.model_validate(ingestion.spec)
+    credentials = cipher.decrypt(ingestion.credentials) if ingestion.credentials else None
+    return RunContext(run_id, ingestion.id, ingestion.tenant_id, spec, credentials)
+
+
+async def record_new_files(
+    session: AsyncSession, context: RunContext, page: Sequence[ListedObject]
+) -> int:
+    result = await session.execute(
+        INSERT_NEW_FILES,
+        {
+            "ingestion_id": context.ingestion_id,
+            "run_id": context.run_id,
+            "paths": [item.path for item in page],
+            "etags": [item.etag for item in page],
+            "sizes": [item.size for item in page],
+            "modified": [item.last_modified for item in page],
+            "reingest_overwrites": context.spec.overwrite_policy == "reingest",
+        },
+    )
+    await session.commit()
+    return len(result.all())
+
+
+async def pending_files(session: AsyncSession, run_id: uuid.UUID) -> list[DiscoveredFile]:
+    rows = await session.execute(
+        select(FileState.id, FileState.path, FileState.etag, FileState.size)
+        .where(FileState.run_id == run_id, FileState.status == FileStatus.PENDING)
+        .order_by(FileState.id)
+    )
+    return [
+        DiscoveredFile(file_id=row.id, path=row.path, etag=row.etag, size=row.size) for row in rows
+    ]
+
+
+async def finish_discovery(session: AsyncSession, run_id: uuid.UUID, expected: int) -> None:
+    """Record how many files the run expects; a run that found nothing ends here, a success."""
+    values: dict[str, Any] = {"files_expected": expected}
+    if expected == 0:
+        values |= {"status": RunStatus.SUCCESS, "finished_at": datetime.now(UTC)}
+    await session.execute(update(Run).where(Run.id == run_id).values(**values))
+    await session.commit()
+
+
+async def fail_run(session: AsyncSession, run_id: uuid.UUID, error: str) -> None:
+    await session.execute(
+        update(Run)
+        .where(Run.id == run_id)
+        .values(status=RunStatus.FAILED, error=error[:4000], finished_at=datetime.now(UTC))
+    )
+    await session.commit()

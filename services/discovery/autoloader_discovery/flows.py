@@ -1,0 +1,117 @@
+"""The Prefect flow `run_ingestion`: discover an ingestion's new files and hand them on.
+
+The flow only orchestrates small tasks: open the run, list and record new files page by page,
+publish them to `autoloader.files` for the processor pool. It carries ids only; everything else
+is read from the database. Timeout and retries come from AUTOLOADER_FLOW_* settings, which
+scheduler-sync puts in each deployment's environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from prefect import flow, get_run_logger, runtime, task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from autoloader_discovery.discovery import (
+    RunContext,
+    fail_run,
+    finish_discovery,
+    pending_files,
+    record_new_files,
+    start_run,
+)
+from autoloader_discovery.listing import list_source
+from autoloader_discovery.settings import DiscoverySettings
+from shared.crypto import CredentialCipher
+from shared.db import create_engine, session_factory
+from shared.events import FilesDiscovered
+
+
+@task(name="start_run", cache_policy=NO_CACHE)
+async def start_run_task(
+    engine: AsyncEngine, settings: DiscoverySettings, ingestion_id: str, run_id: str | None
+) -> RunContext:
+    flow_run_id = runtime.flow_run.id
+    async with session_factory(engine)() as session:
+        return await start_run(
+            session,
+            uuid.UUID(ingestion_id),
+            uuid.UUID(run_id) if run_id else None,
+            uuid.UUID(flow_run_id) if flow_run_id else None,
+            CredentialCipher(settings.credentials.key),
+        )
+
+
+@task(name="discover_files", cache_policy=NO_CACHE)
+async def discover_files_task(
+    engine: AsyncEngine, settings: DiscoverySettings, context: RunContext
+) -> int:
+    """List the source and record what is new; return how many files are new."""
+    logger = get_run_logger()
+    new, listed = 0, 0
+    pages = list_source(context.spec.source, context.credentials, settings.s3, settings.page_size)
+    async with session_factory(engine)() as session:
+        for page in await asyncio.to_thread(list, pages):
+            listed += len(page)
+            new += await record_new_files(session, context, page)
+            logger.info("listed %d objects, %d new so far", listed, new)
+    return new
+
+
+@task(name="publish_files", cache_policy=NO_CACHE)
+async def publish_files_task(
+    engine: AsyncEngine, settings: DiscoverySettings, context: RunContext
+) -> int:
+    """Publish every PENDING file of the run; a retry publishes them again, harmlessly."""
+    async with session_factory(engine)() as session:
+        files = await pending_files(session, context.run_id)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, acks="all", enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        for start in range(0, len(files), settings.files_per_event):
+            event = FilesDiscovered(
+                tenant_id=context.tenant_id,
+                ingestion_id=context.ingestion_id,
+                run_id=context.run_id,
+                files=files[start : start + settings.files_per_event],
+            )
+            await producer.send_and_wait(
+                event.topic.name, event.model_dump_json().encode(), key=event.key
+            )
+    finally:
+        await producer.stop()
+    async with session_factory(engine)() as session:
+        await finish_discovery(session, context.run_id, len(files))
+    return len(files)
+
+
+@flow(name="run_ingestion")
+async def run_ingestion(ingestion_id: str, run_id: str | None = None) -> dict[str, Any]:
+    settings = DiscoverySettings()
+    retries, delay = settings.flow.retries, settings.flow.retry_delay_seconds
+    engine = create_engine(settings.database)
+    context: RunContext | None = None
+    try:
+        async with asyncio.timeout(settings.flow.timeout_seconds):
+            start = start_run_task.with_options(retries=retries, retry_delay_seconds=delay)
+            discover = discover_files_task.with_options(retries=retries, retry_delay_seconds=delay)
+            publish = publish_files_task.with_options(retries=retries, retry_delay_seconds=delay)
+            context = await start(engine, settings, ingestion_id, run_id)
+            new = await discover(engine, settings, context)
+            published = await publish(engine, settings, context)
+        return {"run_id": str(context.run_id), "new_files": new, "published": published}
+    except BaseException as error:
+        failed_run = context.run_id if context else (uuid.UUID(run_id) if run_id else None)
+        if failed_run is not None:
+            async with session_factory(engine)() as session:
+                await fail_run(session, failed_run, f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        await engine.dispose()

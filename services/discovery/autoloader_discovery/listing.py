@@ -1,0 +1,112 @@
+"""Listing a source, a page at a time: S3 through boto3's paginator, or a local directory."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from shared.s3 import s3_client
+from shared.settings import S3Settings
+from shared.spec import S3_PATH, SourceSpec
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    path: str
+    etag: str
+    size: int
+    last_modified: datetime
+
+
+def matches(relative: str, pattern: str) -> bool:
+    """Glob on the key below the source path (`*` also crosses `/`), or on its file name."""
+    return fnmatch.fnmatchcase(relative, pattern) or fnmatch.fnmatchcase(
+        relative.rsplit("/", 1)[-1], pattern
+    )
+
+
+def list_source(
+    source: SourceSpec,
+    credentials: dict[str, Any] | None,
+    s3: S3Settings,
+    page_size: int,
+) -> Iterator[list[ListedObject]]:
+    if source.type == "local":
+        yield from _pages(_walk_local(source), page_size)
+    else:
+        yield from _list_s3(source, credentials, s3, page_size)
+
+
+def _list_s3(
+    source: SourceSpec, credentials: dict[str, Any] | None, s3: S3Settings, page_size: int
+) -> Iterator[list[ListedObject]]:
+    match = S3_PATH.match(source.path)
+    assert match is not None  # the spec validated the path
+    bucket, prefix = match["bucket"], (match["prefix"] or "/").lstrip("/")
+    client = s3_client(_with_credentials(s3, credentials))
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(
+        Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}
+    ):
+        listed = [
+            ListedObject(
+                path=f"s3://{bucket}/{item['Key']}",
+                etag=item["ETag"].strip('"'),
+                size=item["Size"],
+                last_modified=item["LastModified"],
+            )
+            for item in page.get("Contents", [])
+            if not item["Key"].endswith("/")
+            and matches(item["Key"][len(prefix) :], source.file_pattern)
+        ]
+        if listed:
+            yield listed
+
+
+def _with_credentials(s3: S3Settings, credentials: dict[str, Any] | None) -> S3Settings:
+    """The ingestion's own credentials when it has some, else the service's."""
+    if not credentials:
+        return s3
+    return s3.model_copy(
+        update={
+            "access_key_id": credentials["aws_access_key_id"],
+            "secret_access_key": SecretStr(credentials["aws_secret_access_key"]),
+            "region": credentials.get("aws_region") or s3.region,
+        }
+    )
+
+
+def _walk_local(source: SourceSpec) -> Iterator[ListedObject]:
+    root = Path(source.path.removeprefix("file://"))
+    for directory, subdirs, files in os.walk(root):
+        subdirs.sort()
+        for name in sorted(files):
+            path = Path(directory) / name
+            relative = path.relative_to(root).as_posix()
+            if not matches(relative, source.file_pattern):
+                continue
+            stat = path.stat()
+            yield ListedObject(
+                path=path.as_uri(),
+                etag=f"{stat.st_mtime_ns:x}-{stat.st_size:x}",
+                size=stat.st_size,
+                last_modified=datetime.fromtimestamp(stat.st_mtime, UTC),
+            )
+
+
+def _pages(objects: Iterator[ListedObject], size: int) -> Iterator[list[ListedObject]]:
+    page: list[ListedObject] = []
+    for listed in objects:
+        page.append(listed)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page

@@ -1,0 +1,71 @@
+"""The FastStream application of scheduler-sync: wiring only, built from settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faststream import AckPolicy, FastStream
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.message import StreamMessage
+
+from autoloader_sync.handler import EventHandler
+from autoloader_sync.prefect_gateway import PrefectGateway
+from autoloader_sync.settings import SyncSettings
+from autoloader_sync.sync import Syncer
+from shared.db import create_engine, session_factory
+from shared.topics import DLQ, INGESTION_EVENTS
+
+
+def build_syncer(settings: SyncSettings) -> Syncer:
+    gateway = PrefectGateway(
+        settings.prefect.api_url, settings.flow.work_pool, settings.flow.entrypoint
+    )
+    sessions = session_factory(create_engine(settings.database))
+    return Syncer(sessions=sessions, prefect=gateway, flow=settings.flow)
+
+
+async def raw_body(message: StreamMessage[Any]) -> bytes:
+    """Hand the handler the bytes as sent: it validates them itself and dead-letters what
+    does not parse, instead of FastStream failing before the handler runs."""
+    return message.body
+
+
+def broker_factory(settings: SyncSettings, syncer: Syncer) -> KafkaBroker:
+    broker = KafkaBroker(settings.kafka.bootstrap_servers)
+
+    async def dead_letter(raw: bytes, key: bytes | None, reason: str) -> None:
+        await broker.publish(
+            raw,
+            topic=DLQ.name,
+            key=key,
+            headers={
+                "reason": reason[:4000],
+                "source_topic": INGESTION_EVENTS.name,
+                "consumer": settings.group_id,
+            },
+        )
+
+    handler = EventHandler(
+        syncer,
+        dead_letter,
+        retry_initial_seconds=settings.retry_initial_seconds,
+        retry_max_seconds=settings.retry_max_seconds,
+    )
+
+    @broker.subscriber(
+        INGESTION_EVENTS.name,
+        decoder=raw_body,
+        group_id=settings.group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK,
+        max_poll_interval_ms=3_600_000,
+    )
+    async def on_ingestion_event(body: bytes, message: KafkaMessage) -> None:
+        await handler.handle(body, message.raw_message.key)  # type: ignore[union-attr]
+
+    return broker
+
+
+def application_factory(settings: SyncSettings) -> FastStream:
+    syncer = build_syncer(settings)
+    return FastStream(broker_factory(settings, syncer))

@@ -1,0 +1,181 @@
+"""Everything scheduler-sync asks of Prefect, behind one small class.
+
+Deployment creation is an upsert by (flow, name) in Prefect, and flow runs are created with an
+idempotency key, so each call can be repeated safely.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.actions import DeploymentScheduleCreate
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+
+FLOW_NAME = "run_ingestion"
+TAG = "autoloader"
+
+
+def deployment_name(ingestion_id: uuid.UUID) -> str:
+    return f"ingestion-{ingestion_id}"
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """The deployment one ingestion should have."""
+
+    ingestion_id: uuid.UUID
+    cron: str | None
+    timezone: str | None
+    tags: tuple[str, ...]
+    work_queue: str
+    paused: bool
+    parameters: dict[str, Any]
+    job_variables: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return deployment_name(self.ingestion_id)
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    """What Prefect has, in the terms DeploymentSpec uses, to find drift."""
+
+    id: uuid.UUID
+    name: str
+    cron: str | None
+    timezone: str | None
+    tags: tuple[str, ...]
+    work_queue: str | None
+    paused: bool
+    parameters: dict[str, Any]
+
+    def matches(self, spec: DeploymentSpec) -> bool:
+        return (
+            self.cron == spec.cron
+            and (self.timezone or None) == (spec.timezone if spec.cron else None)
+            and set(self.tags) == set(spec.tags)
+            and self.work_queue == spec.work_queue
+            and self.paused == spec.paused
+            and self.parameters == spec.parameters
+        )
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """True for failures that pass when Prefect comes back: retry these, never dead-letter."""
+    if isinstance(error, httpx.TransportError | OSError | TimeoutError):
+        return True
+    if isinstance(error, PrefectHTTPStatusError):
+        return error.response.status_code >= 500 or error.response.status_code == 429
+    return False
+
+
+class PrefectGateway:
+    def __init__(self, api_url: str, work_pool: str, entrypoint: str) -> None:
+        self.api_url = api_url
+        self.work_pool = work_pool
+        self.entrypoint = entrypoint
+
+    def _client(self) -> PrefectClient:
+        return PrefectClient(self.api_url, httpx_settings={"timeout": 10})
+
+    async def upsert_deployment(self, spec: DeploymentSpec) -> uuid.UUID:
+        async with self._client() as client:
+            flow_id = await client.create_flow_from_name(FLOW_NAME)
+            schedules = []
+            if spec.cron:
+                schedule = CronSchedule(cron=spec.cron, timezone=spec.timezone or "UTC")
+                schedules.append(DeploymentScheduleCreate(schedule=schedule, active=True))
+            deployment_id = await client.create_deployment(
+                flow_id=flow_id,
+                name=spec.name,
+                schedules=schedules,
+                parameters=spec.parameters,
+                work_pool_name=self.work_pool,
+                work_queue_name=spec.work_queue,
+                tags=list(spec.tags),
+                entrypoint=self.entrypoint,
+                paused=spec.paused,
+                enforce_parameter_schema=False,
+                job_variables=spec.job_variables,
+            )
+            await self._replace_schedules(client, deployment_id, schedules)
+            if spec.paused:
+                await client.pause_deployment(deployment_id)
+            else:
+                await client.resume_deployment(deployment_id)
+            return deployment_id
+
+    @staticmethod
+    async def _replace_schedules(
+        client: PrefectClient, deployment_id: uuid.UUID, wanted: list[DeploymentScheduleCreate]
+    ) -> None:
+        current = await client.read_deployment_schedules(deployment_id)
+        have = [(s.schedule, s.active) for s in current]
+        if have == [(s.schedule, s.active) for s in wanted]:
+            return
+        for schedule in current:
+            await client.delete_deployment_schedule(deployment_id, schedule.id)
+        if wanted:
+            await client.create_deployment_schedules(
+                deployment_id, [(s.schedule, bool(s.active)) for s in wanted]
+            )
+
+    async def delete_deployment(self, ingestion_id: uuid.UUID) -> bool:
+        """Delete the ingestion's deployment; False if there was none."""
+        return await self.delete_deployment_named(deployment_name(ingestion_id))
+
+    async def delete_deployment_named(self, name: str) -> bool:
+        async with self._client() as client:
+            try:
+                deployment = await client.read_deployment_by_name(f"{FLOW_NAME}/{name}")
+            except ObjectNotFound:
+                return False
+            try:
+                await client.delete_deployment(deployment.id)
+            except ObjectNotFound:
+                return False
+            return True
+
+    async def create_flow_run(
+        self, deployment_id: uuid.UUID, run_id: uuid.UUID, parameters: dict[str, Any]
+    ) -> uuid.UUID:
+        async with self._client() as client:
+            flow_run = await client.create_flow_run_from_deployment(
+                deployment_id,
+                parameters=parameters,
+                idempotency_key=str(run_id),
+                tags=[TAG, f"run:{run_id}"],
+            )
+            return flow_run.id
+
+    async def deployments(self) -> list[DeploymentState]:
+        """Every deployment Autoloader manages (tagged `autoloader`)."""
+        async with self._client() as client:
+            found = await client.read_deployments(
+                deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[TAG]))
+            )
+            states = []
+            for deployment in found:
+                crons = [
+                    s.schedule for s in deployment.schedules if isinstance(s.schedule, CronSchedule)
+                ]
+                states.append(
+                    DeploymentState(
+                        id=deployment.id,
+                        name=deployment.name,
+                        cron=crons[0].cron if crons else None,
+                        timezone=crons[0].timezone if crons else None,
+                        tags=tuple(deployment.tags),
+                        work_queue=deployment.work_queue_name,
+                        paused=bool(deployment.paused),
+                        parameters=dict(deployment.parameters),
+                    )
+                )
+            return states

@@ -1,0 +1,120 @@
+"""Compare the database with Prefect and repair the difference; replay the event log.
+
+`reconcile` creates the deployments that are missing (ingestions made before scheduler-sync ran,
+or while it was down), updates those that drifted, and deletes deployments whose ingestion is
+gone. `rebuild` replays `autoloader.ingestion-events` from the beginning into Prefect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import select
+
+from autoloader_sync.handler import EventHandler
+from autoloader_sync.sync import Syncer, deployment_spec
+from shared.models import Ingestion, Tenant
+from shared.topics import INGESTION_EVENTS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReconcileReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    unchanged: int = 0
+
+    def summary(self, dry_run: bool) -> str:
+        verb = "would be" if dry_run else "were"
+        lines = [
+            f"{len(self.created)} deployments {verb} created, {len(self.updated)} updated, "
+            f"{len(self.deleted)} deleted; {self.unchanged} already matched"
+        ]
+        for label, names in (
+            ("create", self.created),
+            ("update", self.updated),
+            ("delete", self.deleted),
+        ):
+            lines += [f"  {label} {name}" for name in names]
+        return "\n".join(lines)
+
+
+async def reconcile(syncer: Syncer, dry_run: bool = False) -> ReconcileReport:
+    async with syncer.sessions() as session:
+        live = (
+            await session.execute(
+                select(Ingestion, Tenant.name)
+                .join(Tenant, Tenant.id == Ingestion.tenant_id)
+                .where(Ingestion.deleted_at.is_(None))
+            )
+        ).all()
+    deployed = {state.name: state for state in await syncer.prefect.deployments()}
+    report = ReconcileReport()
+    for ingestion, tenant in live:
+        spec = deployment_spec(ingestion, tenant, syncer.flow)
+        state = deployed.pop(spec.name, None)
+        if (
+            state is not None
+            and state.matches(spec)
+            and ingestion.prefect_deployment_id == state.id
+        ):
+            report.unchanged += 1
+            continue
+        (report.created if state is None else report.updated).append(spec.name)
+        if not dry_run:
+            await syncer.sync_ingestion(ingestion.id)
+    for name in sorted(deployed):
+        if name.startswith("ingestion-"):
+            report.deleted.append(name)
+            if not dry_run:
+                await syncer.prefect.delete_deployment_named(name)
+    return report
+
+
+async def rebuild(
+    handler: EventHandler, bootstrap_servers: str, progress: Callable[[int, int], None]
+) -> int:
+    """Apply every event on the topic up to its end at the start; return how many."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # loads the cluster metadata
+        partitions = [
+            TopicPartition(INGESTION_EVENTS.name, p)
+            for p in sorted(consumer.partitions_for_topic(INGESTION_EVENTS.name) or ())
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        total = sum(ends.values()) - sum((await consumer.beginning_offsets(partitions)).values())
+        done = 0
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for messages in batches.values():
+                for message in messages:
+                    await handler.handle(message.value or b"", message.key)
+                    done += 1
+                    progress(done, total)
+        return done
+    finally:
+        await consumer.stop()
+
+
+async def periodic_reconcile(syncer: Syncer, interval: float, stop: asyncio.Event) -> None:
+    """Reconcile every ``interval`` seconds: the safety net for anything events missed."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        except TimeoutError:
+            try:
+                report = await reconcile(syncer)
+            except Exception as error:
+                log.warning("periodic reconcile failed: %s: %s", type(error).__name__, error)
+            else:
+                log.info("periodic reconcile: %s", report.summary(dry_run=False).splitlines()[0])

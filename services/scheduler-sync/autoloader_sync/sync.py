@@ -1,0 +1,119 @@
+"""Make Prefect match the database, one ingestion or one run at a time.
+
+Events only say *which* ingestion changed; the database says what it should look like now.
+So applying an event twice, late, or during a full replay of the topic converges on the same
+Prefect state, and a replayed trigger of a run that already has a flow run does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from autoloader_sync.prefect_gateway import TAG, DeploymentSpec, PrefectGateway
+from shared.models import Ingestion, IngestionStatus, Run, RunStatus, SyncStatus, Tenant
+from shared.settings import FlowRunSettings
+
+log = logging.getLogger(__name__)
+
+
+def deployment_spec(ingestion: Ingestion, tenant: str, flow: FlowRunSettings) -> DeploymentSpec:
+    return DeploymentSpec(
+        ingestion_id=ingestion.id,
+        cron=ingestion.schedule_cron,
+        timezone=ingestion.schedule_timezone if ingestion.schedule_cron else None,
+        tags=(TAG, f"tenant:{tenant}", f"source:{ingestion.source_type}"),
+        work_queue=ingestion.work_queue,
+        paused=ingestion.status == IngestionStatus.PAUSED,
+        parameters={"ingestion_id": str(ingestion.id)},
+        job_variables={
+            "env": {
+                "AUTOLOADER_FLOW_TIMEOUT_SECONDS": str(flow.timeout_seconds),
+                "AUTOLOADER_FLOW_RETRIES": str(flow.retries),
+                "AUTOLOADER_FLOW_RETRY_DELAY_SECONDS": str(flow.retry_delay_seconds),
+            }
+        },
+    )
+
+
+@dataclass
+class Syncer:
+    sessions: async_sessionmaker[AsyncSession]
+    prefect: PrefectGateway
+    flow: FlowRunSettings
+
+    async def sync_ingestion(self, ingestion_id: uuid.UUID) -> str:
+        """Create, update or delete the ingestion's deployment; return what was done."""
+        async with self.sessions() as session:
+            row = (
+                await session.execute(
+                    select(Ingestion, Tenant.name)
+                    .join(Tenant, Tenant.id == Ingestion.tenant_id)
+                    .where(Ingestion.id == ingestion_id)
+                )
+            ).first()
+        if row is None or row[0].deleted_at is not None:
+            deleted = await self.prefect.delete_deployment(ingestion_id)
+            return "deleted" if deleted else "absent"
+        ingestion, tenant = row
+        deployment_id = await self.prefect.upsert_deployment(
+            deployment_spec(ingestion, tenant, self.flow)
+        )
+        await self._record_sync(ingestion_id, deployment_id)
+        return "synced"
+
+    async def _record_sync(self, ingestion_id: uuid.UUID, deployment_id: uuid.UUID) -> None:
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(Ingestion)
+                .where(Ingestion.id == ingestion_id)
+                .values(
+                    prefect_deployment_id=deployment_id,
+                    sync_status=SyncStatus.SYNCED,
+                    sync_error=None,
+                    last_synced_at=datetime.now(UTC),
+                )
+            )
+
+    async def record_failure(self, ingestion_id: uuid.UUID, reason: str) -> None:
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(Ingestion)
+                .where(Ingestion.id == ingestion_id)
+                .values(
+                    sync_status=SyncStatus.FAILED,
+                    sync_error=reason[:2000],
+                    last_synced_at=datetime.now(UTC),
+                )
+            )
+
+    async def trigger(self, ingestion_id: uuid.UUID, run_id: uuid.UUID) -> str:
+        """Create the run's flow run once; write its id back to the run."""
+        async with self.sessions() as session:
+            run = await session.get(Run, run_id)
+        if run is None:
+            return "unknown run"
+        if run.prefect_flow_run_id is not None or run.status != RunStatus.QUEUED:
+            return "already started"
+        if await self.sync_ingestion(ingestion_id) != "synced":
+            return "ingestion deleted"
+        async with self.sessions() as session:
+            ingestion = await session.get(Ingestion, ingestion_id)
+        assert ingestion is not None and ingestion.prefect_deployment_id is not None
+        flow_run_id = await self.prefect.create_flow_run(
+            ingestion.prefect_deployment_id,
+            run_id,
+            {"ingestion_id": str(ingestion_id), "run_id": str(run_id)},
+        )
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.prefect_flow_run_id.is_(None))
+                .values(prefect_flow_run_id=flow_run_id)
+            )
+        return "triggered"
