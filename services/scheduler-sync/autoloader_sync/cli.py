@@ -69,9 +69,8 @@ async def _rebuild(settings: SyncSettings) -> int:
 
     handler = EventHandler(syncer, dead_letter)
 
-    def progress(done: int, total: int) -> None:
-        if done % 100 == 0 or done == total:
-            print(f"  replayed {done}/{total} events", flush=True)
+    def progress(message: str) -> None:
+        print(f"  {message}", flush=True)
 
     count = await rebuild(handler, settings.kafka.bootstrap_servers, progress)
     report = await reconcile(syncer)

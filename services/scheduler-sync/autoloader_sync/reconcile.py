@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from autoloader_sync.handler import EventHandler
 from autoloader_sync.sync import Syncer, deployment_spec
+from shared.events import IngestionTriggered, parse_ingestion_event
 from shared.models import Ingestion, Tenant
 from shared.topics import INGESTION_EVENTS
 
@@ -78,30 +80,57 @@ async def reconcile(syncer: Syncer, dry_run: bool = False) -> ReconcileReport:
 
 
 async def rebuild(
-    handler: EventHandler, bootstrap_servers: str, progress: Callable[[int, int], None]
+    handler: EventHandler, bootstrap_servers: str, progress: Callable[[str], None]
 ) -> int:
-    """Apply every event on the topic up to its end at the start; return how many."""
+    """Replay the topic, up to its end at the start, into Prefect; return the events read.
+
+    Applying an event syncs its ingestion's current state, so the replay applies each
+    ingestion's last event once, and each trigger once, in the order they were read.
+    """
+    latest: dict[tuple[str, str], tuple[bytes, bytes | None]] = {}
+    count = 0
+    async for raw, key in _read_topic(bootstrap_servers):
+        count += 1
+        event = _identity(raw)
+        latest.pop(event, None)  # keep the order of each one's last appearance
+        latest[event] = (raw, key)
+        if count % 1000 == 0:
+            progress(f"read {count} events")
+    progress(f"read {count} events; applying {len(latest)}")
+    for done, (raw, key) in enumerate(latest.values(), start=1):
+        await handler.handle(raw, key)
+        if done % 50 == 0 or done == len(latest):
+            progress(f"applied {done}/{len(latest)}")
+    return count
+
+
+def _identity(raw: bytes) -> tuple[str, str]:
+    """What an event is about: its ingestion, or its run for a trigger."""
+    try:
+        event = parse_ingestion_event(raw)
+    except ValidationError:
+        return ("unparseable", str(hash(raw)))
+    if isinstance(event, IngestionTriggered):
+        return ("run", str(event.run_id))
+    return ("ingestion", str(event.ingestion_id))
+
+
+async def _read_topic(bootstrap_servers: str) -> AsyncIterator[tuple[bytes, bytes | None]]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()  # loads the cluster metadata
         partitions = [
-            TopicPartition(INGESTION_EVENTS.name, p)
-            for p in sorted(consumer.partitions_for_topic(INGESTION_EVENTS.name) or ())
+            TopicPartition(INGESTION_EVENTS.name, p) for p in range(INGESTION_EVENTS.partitions)
         ]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
-        total = sum(ends.values()) - sum((await consumer.beginning_offsets(partitions)).values())
-        done = 0
         while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
             batches = await consumer.getmany(timeout_ms=1000)
-            for messages in batches.values():
+            for tp, messages in batches.items():
                 for message in messages:
-                    await handler.handle(message.value or b"", message.key)
-                    done += 1
-                    progress(done, total)
-        return done
+                    if message.offset < ends[tp]:
+                        yield message.value or b"", message.key
     finally:
         await consumer.stop()
 

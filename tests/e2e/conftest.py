@@ -1,0 +1,103 @@
+"""Fixtures for end-to-end tests: the running stack's API and Prefect, driven from outside."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.responses import DeploymentResponse
+from prefect.exceptions import ObjectNotFound
+
+ROOT = Path(__file__).resolve().parents[2]
+API = os.environ.get("AUTOLOADER_API_URL", "http://127.0.0.1:8000")
+
+
+@pytest.fixture(scope="session")
+def running_api(stack_env: dict[str, str]) -> str:
+    try:
+        httpx.get(f"{API}/health", timeout=5).raise_for_status()
+    except httpx.HTTPError as error:
+        pytest.skip(f"the API of `make up` is not serving at {API}: {error}")
+    return API
+
+
+@pytest.fixture
+def tenant_headers(running_api: str) -> dict[str, str]:
+    """A new tenant of the running stack, with its API key."""
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "autoloader-api"),
+            "keys",
+            "create",
+            "--tenant",
+            f"e2e-{uuid.uuid4().hex[:8]}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ,
+    )
+    return {"Authorization": f"Bearer {result.stdout.strip()}"}
+
+
+@pytest.fixture
+async def api(running_api: str, tenant_headers: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=running_api, headers=tenant_headers, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+async def prefect(prefect_settings: Any) -> AsyncIterator[PrefectClient]:
+    async with PrefectClient(prefect_settings.api_url) as client:
+        yield client
+
+
+async def deployment_of(prefect: PrefectClient, ingestion_id: str) -> DeploymentResponse | None:
+    try:
+        return await prefect.read_deployment_by_name(f"run_ingestion/ingestion-{ingestion_id}")
+    except ObjectNotFound:
+        return None
+
+
+async def eventually(
+    probe: Callable[[], Any], accept: Callable[[Any], bool], within: float, what: str
+) -> Any:
+    """Poll ``probe`` until ``accept`` holds for its result; fail naming ``what``."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = await probe()
+        except (httpx.HTTPError, OSError) as error:
+            last = error
+        else:
+            if accept(last):
+                return last
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"{what} within {within}s; last seen: {last!r}")
+
+
+def scheduled_ingestion(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": f"e2e-{uuid.uuid4().hex[:8]}",
+        "source": {
+            "type": "local",
+            "path": "file:///tmp/autoloader-e2e/none",
+            "file_pattern": "*.json",
+        },
+        "format": {"type": "json"},
+        "destination": {"table": "e2e_orders"},
+        "schedule": {"frequency": "daily", "time": "02:30", "timezone": "Europe/Berlin"},
+    }
+    body.update(overrides)
+    return body
