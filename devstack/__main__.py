@@ -12,7 +12,7 @@ import time
 
 from devstack import proc
 from devstack.component import Step
-from devstack.components.api import Api, DevApiKey, SchedulerSync
+from devstack.components.api import Api, DevApiKey, ProcessorPool, SchedulerSync
 from devstack.components.kafka import Kafka
 from devstack.components.migrations import Migrations
 from devstack.components.postgres import Postgres
@@ -38,6 +38,7 @@ def components(layout: Layout, addresses: Addresses) -> list[Step]:
         api,
         DevApiKey(api),
         SchedulerSync(layout, addresses),
+        ProcessorPool(layout, addresses),
     ]
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from shared.topics import FILES, INGESTION_EVENTS, Topic
+from shared.topics import FILES, INGESTION_EVENTS, RUN_EVENTS, Topic
 
 
 def _now() -> datetime:
@@ -105,6 +105,30 @@ class FilesDiscovered(Event):
     event_type: Literal["FilesDiscovered"] = "FilesDiscovered"
     run_id: uuid.UUID
     files: list[DiscoveredFile]
+
+
+class RunCompleted(Event):
+    """A run whose files are all final: success, partial or failed, with its counts."""
+
+    topic: ClassVar[Topic] = RUN_EVENTS
+    event_type: Literal["RunCompleted"] = "RunCompleted"
+    run_id: uuid.UUID
+    status: str
+    files_succeeded: int
+    files_failed: int
+    records: int
+    bytes: int
+
+
+class FileFailed(Event):
+    """A file that failed its last attempt, sent to the DLQ with its error."""
+
+    event_type: Literal["FileFailed"] = "FileFailed"
+    run_id: uuid.UUID | None
+    file_id: int
+    path: str
+    attempts: int
+    error: str
 
 
 IngestionEvent = Annotated[

@@ -59,16 +59,15 @@ class Api(ProjectService):
         }
 
 
-class SchedulerSync(ProjectService):
-    """Healthy once its consumer group has a member: it is consuming ingestion events."""
+class ConsumerService(ProjectService):
+    """A Kafka consumer of the project's: healthy once its consumer group has a member."""
 
-    name = "scheduler-sync"
-    argv = ("autoloader-sync", "run")
-    start_timeout = 60.0
+    group: str
+    start_timeout = 90.0
 
     @property
     def address(self) -> str:
-        return "consumer group 'scheduler-sync'"
+        return f"consumer group '{self.group}'"
 
     def healthy(self) -> bool:
         if self.pid() is None:
@@ -84,7 +83,7 @@ class SchedulerSync(ProjectService):
         admin = AIOKafkaAdminClient(bootstrap_servers=self.addresses.kafka_bootstrap)
         await admin.start()
         try:
-            [response] = await admin.describe_consumer_groups(["scheduler-sync"])
+            [response] = await admin.describe_consumer_groups([self.group])
         finally:
             await admin.close()
         # Each group is a tuple: (error_code, group, state, protocol_type, protocol, members).
@@ -140,3 +139,23 @@ class DevApiKey(Step):
         self.path.write_text(result.stdout.strip() + "\n")
         self.path.chmod(0o600)
         return True
+
+
+class SchedulerSync(ConsumerService):
+    name = group = "scheduler-sync"
+    argv = ("autoloader-sync", "run")
+
+
+class ProcessorPool(ConsumerService):
+    name = "processor"
+    group = "processor"
+    argv = ("autoloader-processor", "run")
+
+    def env(self) -> dict[str, str]:
+        # Short retry back-off and sweep interval, so a development stack shows failures
+        # within seconds; production keeps the defaults of ProcessorSettings.
+        return {
+            **super().env(),
+            "AUTOLOADER_PROCESSOR_RETRY_BASE_SECONDS": "1",
+            "AUTOLOADER_PROCESSOR_SWEEP_INTERVAL_SECONDS": "2",
+        }

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from autoloader_discovery.listing import ListedObject
 from shared.crypto import CredentialCipher
 from shared.events import DiscoveredFile
 from shared.models import FileState, FileStatus, Ingestion, Run, RunStatus, RunTrigger
+from shared.runs import complete_run_if_done
 from shared.spec import IngestionSpec
 
 INSERT_NEW_FILES = text(
@@ -119,13 +120,16 @@ async def pending_files(session: AsyncSession, run_id: uuid.UUID) -> list[Discov
     ]
 
 
-async def finish_discovery(session: AsyncSession, run_id: uuid.UUID, expected: int) -> None:
-    """Record how many files the run expects; a run that found nothing ends here, a success."""
-    values: dict[str, Any] = {"files_expected": expected}
-    if expected == 0:
-        values |= {"status": RunStatus.SUCCESS, "finished_at": datetime.now(UTC)}
-    await session.execute(update(Run).where(Run.id == run_id).values(**values))
+async def finish_discovery(session: AsyncSession, run_id: uuid.UUID) -> int:
+    """Record how many files the run has, and close it if they are all final already (a run
+    that found nothing ends here, a success with zero files). Return the count."""
+    expected = await session.scalar(
+        select(func.count()).select_from(FileState).where(FileState.run_id == run_id)
+    )
+    await session.execute(update(Run).where(Run.id == run_id).values(files_expected=expected))
+    await complete_run_if_done(session, run_id)
     await session.commit()
+    return int(expected or 0)
 
 
 async def fail_run(session: AsyncSession, run_id: uuid.UUID, error: str) -> None:

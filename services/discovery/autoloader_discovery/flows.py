@@ -88,7 +88,7 @@ async def publish_files_task(
     finally:
         await producer.stop()
     async with session_factory(engine)() as session:
-        await finish_discovery(session, context.run_id, len(files))
+        await finish_discovery(session, context.run_id)
     return len(files)
 
 

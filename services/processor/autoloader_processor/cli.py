@@ -1,10 +1,19 @@
-"""`autoloader-processor`: claim discovered files and write them to Iceberg."""
+"""`autoloader-processor`: claim discovered files and write them to Iceberg.
+
+run    consume `autoloader.files` with a pool of AUTOLOADER_PROCESSOR_POOL_SIZE workers,
+       sweeping periodically for retries that came due and expired leases
+check  check the database, Kafka, the S3 store and Spark Connect
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import signal
 
+from autoloader_processor.consumer import broker_factory
+from autoloader_processor.pool import Processor
 from autoloader_processor.settings import ProcessorSettings
 from shared.preflight import (
     Check,
@@ -16,6 +25,8 @@ from shared.preflight import (
     run_checks,
 )
 
+log = logging.getLogger(__name__)
+
 
 def dependency_checks(settings: ProcessorSettings) -> dict[str, Check]:
     return {
@@ -26,8 +37,43 @@ def dependency_checks(settings: ProcessorSettings) -> dict[str, Check]:
     }
 
 
+async def _sweep(processor: Processor, interval: float, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        except TimeoutError:
+            try:
+                await processor.sweep()
+            except Exception as error:
+                log.warning("sweep failed: %s: %s", type(error).__name__, error)
+
+
+async def _run(settings: ProcessorSettings) -> None:
+    broker, processor = broker_factory(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await broker.start()
+    sweeper = asyncio.create_task(_sweep(processor, settings.sweep_interval_seconds, stop))
+    try:
+        await stop.wait()
+    finally:
+        await sweeper
+        await broker.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="autoloader-processor", description=__doc__)
-    parser.add_argument("command", choices=["check"], help="check what the service depends on")
-    parser.parse_args(argv)
-    return print_results(asyncio.run(run_checks(dependency_checks(ProcessorSettings()))))
+    parser = argparse.ArgumentParser(
+        prog="autoloader-processor",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    parser.add_argument("command", choices=["run", "check"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = ProcessorSettings()
+    if args.command == "check":
+        return print_results(asyncio.run(run_checks(dependency_checks(settings))))
+    asyncio.run(_run(settings))
+    return 0

@@ -1,0 +1,84 @@
+"""The FastStream application of the processor pool: wiring only, built from settings."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.message import StreamMessage
+from pydantic import TypeAdapter, ValidationError
+
+from autoloader_processor.iceberg import IcebergWriter
+from autoloader_processor.pool import Processor
+from autoloader_processor.settings import ProcessorSettings
+from shared.db import create_engine, session_factory
+from shared.events import FileFailed, FilesDiscovered
+from shared.topics import DLQ, FILES
+
+log = logging.getLogger(__name__)
+FILES_DISCOVERED = TypeAdapter(FilesDiscovered)
+
+
+async def raw_body(message: StreamMessage[Any]) -> bytes:
+    return message.body
+
+
+def build_processor(settings: ProcessorSettings, broker: KafkaBroker) -> Processor:
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.remote(settings.spark.remote).create()
+
+    async def dead_letter(event: FileFailed) -> None:
+        await broker.publish(
+            event.model_dump_json().encode(),
+            topic=DLQ.name,
+            key=event.key,
+            headers={
+                "reason": event.error[:4000],
+                "source_topic": FILES.name,
+                "consumer": settings.group_id,
+            },
+        )
+
+    return Processor(
+        settings=settings,
+        sessions=session_factory(create_engine(settings.database)),
+        writer=IcebergWriter(spark),
+        dead_letter=dead_letter,
+    )
+
+
+def broker_factory(settings: ProcessorSettings) -> tuple[KafkaBroker, Processor]:
+    broker = KafkaBroker(settings.kafka.bootstrap_servers)
+    processor = build_processor(settings, broker)
+
+    @broker.subscriber(
+        FILES.name,
+        group_id=settings.group_id,
+        decoder=raw_body,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK,
+        max_workers=settings.pool_size,
+        max_poll_interval_ms=3_600_000,
+    )
+    async def on_files_discovered(body: bytes, message: KafkaMessage) -> None:
+        try:
+            event = FILES_DISCOVERED.validate_json(body)
+        except ValidationError as error:
+            await broker.publish(
+                body,
+                topic=DLQ.name,
+                key=message.raw_message.key,  # type: ignore[union-attr]
+                headers={
+                    "reason": f"unparseable file event: {error}"[:4000],
+                    "source_topic": FILES.name,
+                    "consumer": settings.group_id,
+                },
+            )
+            return
+        done = await processor.drain(event.ingestion_id)
+        log.info("ingestion %s: processed %d files", event.ingestion_id, done)
+
+    return broker, processor

@@ -1,0 +1,165 @@
+"""Reading a batch of files with Spark Connect and appending it to Iceberg in one commit.
+
+Each commit carries the batch id in its snapshot summary (`autoloader.batch-id`). Before it
+writes, the writer looks for that batch in the table's snapshots, so a batch whose commit
+landed but whose files were never marked (the process died in between) is not written twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from shared.spec import FormatSpec, IngestionSpec
+
+BATCH_PROPERTY = "autoloader.batch-id"
+SOURCE_FILE = "_source_file"
+INGESTED_AT = "_ingested_at"
+
+
+def spark_path(path: str) -> str:
+    """Spark reads S3 through the s3a filesystem."""
+    return "s3a://" + path.removeprefix("s3://") if path.startswith("s3://") else path
+
+
+def file_key(path: str) -> str:
+    """One spelling for a file whether file state (s3://, file:///) or Spark (s3a://, file:/)
+    wrote it."""
+    parsed = urlparse(path)
+    if parsed.scheme in ("s3", "s3a"):
+        return f"s3://{parsed.netloc}{parsed.path}"
+    return f"file://{unquote(parsed.path)}"
+
+
+@dataclass
+class BatchOutcome:
+    records: dict[str, int] = field(default_factory=dict)  # by file path, as recorded
+    failed: dict[str, str] = field(default_factory=dict)  # path -> error
+    already_committed: bool = False
+
+
+def _reader(spark: SparkSession, fmt: FormatSpec) -> Any:
+    reader = spark.read.format(fmt.type)
+    if fmt.type == "json":
+        reader = reader.option("multiLine", fmt.multiline).option("mode", "PERMISSIVE")
+        reader = reader.option("columnNameOfCorruptRecord", fmt.schema_.rescued_data_column)
+    elif fmt.type == "csv":
+        reader = reader.option("header", fmt.header).option("sep", fmt.delimiter)
+        reader = reader.option("inferSchema", True).option("mode", "PERMISSIVE")
+        reader = reader.option("columnNameOfCorruptRecord", fmt.schema_.rescued_data_column)
+    if fmt.compression == "gzip":
+        reader = reader.option("compression", "gzip")
+    return reader
+
+
+class IcebergWriter:
+    def __init__(self, spark: SparkSession) -> None:
+        self.spark = spark
+
+    def committed(self, table: str, batch_id: str) -> bool:
+        if not self.spark.catalog.tableExists(table):
+            return False
+        found = self.spark.sql(
+            f"SELECT 1 FROM {table}.snapshots WHERE summary['{BATCH_PROPERTY}'] = '{batch_id}'"
+        ).limit(1)
+        return bool(found.collect())
+
+    def records_in_table(self, table: str, paths: Sequence[str]) -> dict[str, int]:
+        rows = (
+            self.spark.table(table)
+            .where(F.col(SOURCE_FILE).isin([spark_path(p) for p in paths]))
+            .groupBy(SOURCE_FILE)
+            .count()
+            .collect()
+        )
+        counts = {file_key(row[SOURCE_FILE]): int(row["count"]) for row in rows}
+        return {path: counts.get(file_key(path), 0) for path in paths}
+
+    def write(self, spec: IngestionSpec, paths: Sequence[str], batch_id: str) -> BatchOutcome:
+        table = spec.destination.qualified
+        if self.committed(table, batch_id):
+            return BatchOutcome(self.records_in_table(table, paths), already_committed=True)
+        outcome = BatchOutcome()
+        readable = list(paths)
+        try:
+            frame, counts = self._read(spec, readable)
+        except Exception:
+            outcome.failed = self._find_unreadable(spec, readable)
+            readable = [p for p in readable if p not in outcome.failed]
+            if not readable:
+                return outcome
+            frame, counts = self._read(spec, readable)
+        empty = self._without_records(spec, frame, counts)
+        by_key = {file_key(p): p for p in readable}
+        for spark_file in empty:
+            outcome.failed[by_key[file_key(spark_file)]] = (
+                f"no {spec.format.type} record could be parsed in the file"
+            )
+        keep = [p for p in readable if p not in outcome.failed]
+        if keep:
+            if empty:
+                frame = frame.where(~F.col(SOURCE_FILE).isin(sorted(empty)))
+            self._commit(spec, frame, batch_id)
+        keyed = {file_key(spark_file): n for spark_file, n in counts.items()}
+        outcome.records = {p: keyed.get(file_key(p), 0) for p in keep}
+        return outcome
+
+    def _read(self, spec: IngestionSpec, paths: Sequence[str]) -> tuple[DataFrame, dict[str, int]]:
+        """The batch as one frame with metadata columns, and its records per file."""
+        frame = (
+            _reader(self.spark, spec.format)
+            .load([spark_path(p) for p in paths])
+            .withColumn(SOURCE_FILE, F.col("_metadata.file_path"))
+            .withColumn(INGESTED_AT, F.current_timestamp())
+        )
+        rows = frame.groupBy(SOURCE_FILE).count().collect()
+        return frame, {row[SOURCE_FILE]: int(row["count"]) for row in rows}
+
+    def _find_unreadable(self, spec: IngestionSpec, paths: Sequence[str]) -> dict[str, str]:
+        failed = {}
+        for path in paths:
+            try:
+                _reader(self.spark, spec.format).load(spark_path(path)).limit(1).collect()
+            except Exception as error:
+                failed[path] = f"unreadable as {spec.format.type}: {_first_line(error)}"
+        return failed
+
+    def _without_records(
+        self, spec: IngestionSpec, frame: DataFrame, counts: dict[str, int]
+    ) -> set[str]:
+        """Files (as Spark names them) whose every line went to the rescued-data column."""
+        rescued = spec.format.schema_.rescued_data_column
+        if spec.format.type == "parquet" or rescued not in frame.columns:
+            return set()
+        data = [c for c in frame.columns if c not in (rescued, SOURCE_FILE, INGESTED_AT)]
+        parsed: dict[str, int] = {}
+        if data:
+            any_value = F.coalesce(*[F.col(c).cast("string") for c in data]).isNotNull()
+            rows = frame.where(any_value).groupBy(SOURCE_FILE).count().collect()
+            parsed = {row[SOURCE_FILE]: int(row["count"]) for row in rows}
+        return {spark_file for spark_file in counts if parsed.get(spark_file, 0) == 0}
+
+    def _commit(self, spec: IngestionSpec, frame: DataFrame, batch_id: str) -> None:
+        table = spec.destination.qualified
+        writer = frame.writeTo(table).option(f"snapshot-property.{BATCH_PROPERTY}", batch_id)
+        if not self.spark.catalog.tableExists(table):
+            try:
+                writer.using("iceberg").tableProperty(
+                    "write.spark.accept-any-schema", "true"
+                ).create()
+                return
+            except Exception as error:
+                if "already exists" not in str(error).lower():
+                    raise
+        if spec.format.schema_.evolution_enabled:
+            writer = writer.option("mergeSchema", "true")
+        writer.append()
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0][:500] if str(error).strip() else type(error).__name__
