@@ -65,6 +65,9 @@ class SparkConnect(Component):
             f"{catalog}.jdbc.user": DB_USER,
             f"{catalog}.jdbc.password": DB_PASSWORD,
             f"{catalog}.jdbc.schema-version": "V1",
+            # Each Spark Connect session has its own catalog; a cached table would hide other
+            # sessions' commits, and the processor's replay check must see every commit.
+            f"{catalog}.cache-enabled": "false",
             f"{catalog}.warehouse": "s3a://warehouse/",
             "spark.hadoop.fs.s3a.endpoint": a.s3_endpoint,
             "spark.hadoop.fs.s3a.endpoint.region": S3_REGION,

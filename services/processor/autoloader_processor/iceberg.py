@@ -157,7 +157,8 @@ class IcebergWriter:
                 if "already exists" not in str(error).lower():
                     raise
         if spec.format.schema_.evolution_enabled:
-            writer = writer.option("mergeSchema", "true")
+            # Inferred columns come in name order, not the table's: match them by name.
+            writer = writer.option("merge-schema", "true").option("check-ordering", "false")
         writer.append()
 
 

@@ -1,0 +1,130 @@
+"""Files in the S3 store become rows in Iceberg exactly once, through the whole stack."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import eventually
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+BUCKET = "autoloader-landing"
+
+
+def ingestion(prefix: str, table: str, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": f"pipeline-{table}",
+        "source": {"type": "s3", "path": f"s3://{BUCKET}/{prefix}/", "file_pattern": "*.json*"},
+        "format": {"type": "json", "schema": {"evolution_enabled": True}},
+        "destination": {"catalog": "spark_catalog", "database": "default", "table": table},
+    }
+    body.update(overrides)
+    return body
+
+
+def put_json_files(s3: Any, prefix: str, first: int, count: int, rows: int = 10) -> int:
+    for n in range(first, first + count):
+        lines = [json.dumps({"file": n, "row": r, "value": f"v{n}-{r}"}) for r in range(rows)]
+        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/part-{n:05d}.json", Body="\n".join(lines))
+    return count * rows
+
+
+async def run_and_wait(api: httpx.AsyncClient, ingestion_id: str) -> dict[str, Any]:
+    run_id = (await api.post(f"/api/v1/ingestions/{ingestion_id}/run")).json()["run_id"]
+    finished = await eventually(
+        lambda: api.get(f"/api/v1/runs/{run_id}"),
+        lambda r: r.json()["status"] in ("success", "partial", "failed"),
+        240,
+        f"run {run_id} did not finish",
+    )
+    return dict(finished.json())
+
+
+@pytest.fixture
+def table(spark: Any) -> Any:
+    name = f"e2e_{uuid.uuid4().hex[:10]}"
+    yield name
+    spark.sql(f"DROP TABLE IF EXISTS spark_catalog.default.{name} PURGE")
+
+
+async def test_files_land_exactly_once_and_only_new_files_later(
+    api: httpx.AsyncClient, s3: Any, spark: Any, table: str
+) -> None:
+    prefix = f"e2e/{table}"
+    expected = put_json_files(s3, prefix, 0, 200)
+    created = await api.post("/api/v1/ingestions", json=ingestion(prefix, table))
+    ingestion_id = created.json()["id"]
+
+    first = await run_and_wait(api, ingestion_id)
+
+    assert first["status"] == "success", first
+    assert (first["files_expected"], first["records"]) == (200, expected)
+    assert first["file_counts"] == {"SUCCESS": 200}
+    frame = spark.table(f"spark_catalog.default.{table}")
+    assert frame.count() == expected
+    assert frame.select("file", "row").distinct().count() == expected
+    assert frame.select("_source_file").distinct().count() == 200
+
+    again = await run_and_wait(api, ingestion_id)
+    assert (again["status"], again["files_expected"]) == ("success", 0)
+    assert spark.table(f"spark_catalog.default.{table}").count() == expected
+
+    more = put_json_files(s3, prefix, 200, 50)
+    third = await run_and_wait(api, ingestion_id)
+    assert (third["status"], third["files_expected"], third["records"]) == ("success", 50, more)
+    after = spark.table(f"spark_catalog.default.{table}")
+    assert after.count() == expected + more
+    assert after.select("file", "row").distinct().count() == expected + more
+
+
+async def test_a_corrupt_file_fails_alone_and_the_run_is_partial(
+    api: httpx.AsyncClient, s3: Any, spark: Any, table: str
+) -> None:
+    prefix = f"e2e/{table}"
+    good = put_json_files(s3, prefix, 0, 5)
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/part-broken.json.gz", Body=b"\x1f\x8b\x08not gzip")
+    s3.put_object(
+        Bucket=BUCKET,
+        Key=f"{prefix}/part-zipped.json.gz",
+        Body=gzip.compress(b'{"file": 99, "row": 0, "value": "zipped"}\n'),
+    )
+    created = await api.post("/api/v1/ingestions", json=ingestion(prefix, table))
+    ingestion_id = created.json()["id"]
+
+    run = await run_and_wait(api, ingestion_id)
+
+    assert run["status"] == "partial", run
+    assert run["file_counts"] == {"SUCCESS": 6, "FAILED": 1}
+    files = (await api.get(f"/api/v1/ingestions/{ingestion_id}/files?status=FAILED")).json()
+    [failed] = files["items"]
+    assert failed["path"].endswith("part-broken.json.gz")
+    assert failed["error"] and failed["attempts"] == 3
+    assert spark.table(f"spark_catalog.default.{table}").count() == good + 1
+
+
+async def test_a_new_column_is_added_and_earlier_rows_read_it_as_null(
+    api: httpx.AsyncClient, s3: Any, spark: Any, table: str
+) -> None:
+    prefix = f"e2e/{table}"
+    put_json_files(s3, prefix, 0, 2, rows=3)
+    created = await api.post("/api/v1/ingestions", json=ingestion(prefix, table))
+    ingestion_id = created.json()["id"]
+    assert (await run_and_wait(api, ingestion_id))["status"] == "success"
+
+    s3.put_object(
+        Bucket=BUCKET,
+        Key=f"{prefix}/part-late.json",
+        Body=json.dumps({"file": 7, "row": 0, "value": "x", "colour": "blue"}),
+    )
+    assert (await run_and_wait(api, ingestion_id))["status"] == "success"
+
+    frame = spark.table(f"spark_catalog.default.{table}")
+    assert "colour" in frame.columns
+    colours = {(row["file"], row["colour"]) for row in frame.select("file", "colour").collect()}
+    assert colours == {(0, None), (1, None), (7, "blue")}
