@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from faststream import AckPolicy
@@ -11,7 +13,7 @@ from faststream.message import StreamMessage
 from pydantic import TypeAdapter, ValidationError
 
 from autoloader_processor.iceberg import IcebergWriter
-from autoloader_processor.pool import Processor
+from autoloader_processor.pool import Processor, halt
 from autoloader_processor.settings import ProcessorSettings
 from shared.db import create_engine, session_factory
 from shared.events import FileFailed, FilesDiscovered
@@ -23,6 +25,12 @@ FILES_DISCOVERED = TypeAdapter(FilesDiscovered)
 
 async def raw_body(message: StreamMessage[Any]) -> bytes:
     return message.body
+
+
+def _crash_hook(settings: ProcessorSettings) -> Callable[[], None]:
+    if settings.crash_point == "before-commit":
+        return partial(halt, "before-commit")
+    return lambda: None
 
 
 def build_processor(settings: ProcessorSettings, broker: KafkaBroker) -> Processor:
@@ -45,7 +53,7 @@ def build_processor(settings: ProcessorSettings, broker: KafkaBroker) -> Process
     return Processor(
         settings=settings,
         sessions=session_factory(create_engine(settings.database)),
-        writer=IcebergWriter(spark),
+        writer=IcebergWriter(spark, before_commit=_crash_hook(settings)),
         dead_letter=dead_letter,
     )
 

@@ -7,7 +7,7 @@ landed but whose files were never marked (the process died in between) is not wr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -58,8 +58,9 @@ def _reader(spark: SparkSession, fmt: FormatSpec) -> Any:
 
 
 class IcebergWriter:
-    def __init__(self, spark: SparkSession) -> None:
+    def __init__(self, spark: SparkSession, before_commit: Callable[[], None] = lambda: None):
         self.spark = spark
+        self.before_commit = before_commit
 
     def committed(self, table: str, batch_id: str) -> bool:
         if not self.spark.catalog.tableExists(table):
@@ -104,6 +105,7 @@ class IcebergWriter:
         if keep:
             if empty:
                 frame = frame.where(~F.col(SOURCE_FILE).isin(sorted(empty)))
+            self.before_commit()
             self._commit(spec, frame, batch_id)
         keyed = {file_key(spark_file): n for spark_file, n in counts.items()}
         outcome.records = {p: keyed.get(file_key(p), 0) for p in keep}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -39,6 +41,13 @@ FILE_FAILURES = Counter("autoloader_file_failures_total", "Failed file attempts"
 CLAIM_SECONDS = Histogram("autoloader_claim_seconds", "Time to claim a batch")
 
 DeadLetter = Callable[[FileFailed], Awaitable[None]]
+
+
+def halt(point: str) -> None:
+    """Fault injection for crash tests: announce the point on stderr, then hang until killed."""
+    print(f"AUTOLOADER-CRASH-POINT {point}", file=sys.stderr, flush=True)
+    while True:
+        time.sleep(60)
 
 
 @dataclass
@@ -87,6 +96,8 @@ class Processor:
                 reason = f"batch {batch_id} failed: {type(error).__name__}: {error}"
                 log.warning("ingestion %s: %s", ingestion.id, reason[:500])
                 outcome = BatchOutcome(failed=dict.fromkeys(paths, reason))
+            if self.settings.crash_point == "after-commit":
+                halt("after-commit")
             await self._record(ingestion, batch, outcome)
 
     async def _record(

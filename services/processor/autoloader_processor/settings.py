@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,10 @@ class ProcessorSettings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1)
     retry_base_seconds: float = Field(default=30.0, ge=0)
     sweep_interval_seconds: float = Field(default=15.0, gt=0)
+    crash_point: Literal["", "before-commit", "after-commit"] = Field(
+        default="",
+        description="fault injection for crash tests: stop dead at this point of a batch",
+    )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     s3: S3Settings = Field(default_factory=S3Settings)

@@ -1,0 +1,101 @@
+"""kill -9 of a processor at the worst moments loses no row and duplicates none."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack.components.api import ProcessorPool
+from devstack.layout import Addresses, Layout
+from tests.e2e.conftest import eventually
+from tests.e2e.test_ingestion_pipeline import ingestion, put_json_files
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture
+def stack_processor_stopped() -> Iterator[ProcessorPool]:
+    """Stop the stack's processor for the test, so only the test's processes claim files."""
+    pool = ProcessorPool(Layout.discover(), Addresses())
+    if pool.pid() is None:
+        pytest.skip("needs the native stack (`make up`) to stop and start the processor")
+    pool.stop()
+    yield pool
+    pool.ensure_up()
+
+
+def start_crashing_processor(crash_point: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "AUTOLOADER_PROCESSOR_CRASH_POINT": crash_point,
+        "AUTOLOADER_PROCESSOR_LEASE_SECONDS": "10",
+        "AUTOLOADER_PROCESSOR_SWEEP_INTERVAL_SECONDS": "2",
+    }
+    command = [str(Path(sys.executable).parent / "autoloader-processor"), "run"]
+    return subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def wait_for_crash_point(process: subprocess.Popen[bytes], log: Path, point: str) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if f"AUTOLOADER-CRASH-POINT {point}" in log.read_text(errors="replace"):
+            return
+        assert process.poll() is None, log.read_text(errors="replace")[-3000:]
+        time.sleep(0.2)
+    raise AssertionError(f"the processor never reached {point}: {log.read_text()[-3000:]}")
+
+
+@pytest.mark.parametrize("crash_point", ["after-commit", "before-commit"])
+async def test_kill_9_at_the_crash_point_then_restart_lands_every_row_once(
+    crash_point: str,
+    api: httpx.AsyncClient,
+    s3: Any,
+    spark: Any,
+    stack_processor_stopped: ProcessorPool,
+    tmp_path: Path,
+) -> None:
+    table = f"crash_{uuid.uuid4().hex[:10]}"
+    prefix = f"e2e/{table}"
+    expected = put_json_files(s3, prefix, 0, 20)
+    created = await api.post("/api/v1/ingestions", json=ingestion(prefix, table))
+    ingestion_id = created.json()["id"]
+    run_id = (await api.post(f"/api/v1/ingestions/{ingestion_id}/run")).json()["run_id"]
+    log = tmp_path / "processor.log"
+    try:
+        crashing = start_crashing_processor(crash_point, log)
+        await asyncio.to_thread(wait_for_crash_point, crashing, log, crash_point)
+        crashing.send_signal(signal.SIGKILL)
+        crashing.wait(timeout=10)
+        files = (await api.get(f"/api/v1/ingestions/{ingestion_id}/files")).json()
+        assert {f["status"] for f in files["items"]} == {"CLAIMED"}
+
+        await asyncio.to_thread(stack_processor_stopped.ensure_up)
+        run = await eventually(
+            lambda: api.get(f"/api/v1/runs/{run_id}"),
+            lambda r: r.json()["status"] == "success",
+            180,
+            "the run did not finish after the restart",
+        )
+
+        assert run.json()["records"] == expected
+        frame = spark.table(f"spark_catalog.default.{table}")
+        assert frame.count() == expected
+        assert frame.select("file", "row").distinct().count() == expected
+        commits = spark.sql(
+            f"SELECT summary['autoloader.batch-id'] AS batch "
+            f"FROM spark_catalog.default.{table}.snapshots"
+        ).collect()
+        assert len(commits) == 1, commits
+    finally:
+        spark.sql(f"DROP TABLE IF EXISTS spark_catalog.default.{table} PURGE")
