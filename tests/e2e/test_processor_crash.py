@@ -99,3 +99,64 @@ async def test_kill_9_at_the_crash_point_then_restart_lands_every_row_once(
         assert len(commits) == 1, commits
     finally:
         spark.sql(f"DROP TABLE IF EXISTS spark_catalog.default.{table} PURGE")
+
+
+def start_processor(log: Path, worker_id: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "AUTOLOADER_PROCESSOR_WORKER_ID": worker_id,
+        "AUTOLOADER_PROCESSOR_SWEEP_INTERVAL_SECONDS": "1",
+    }
+    command = [str(Path(sys.executable).parent / "autoloader-processor"), "run"]
+    return subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+async def test_two_processors_on_one_backlog_claim_each_file_once(
+    api: httpx.AsyncClient,
+    s3: Any,
+    spark: Any,
+    engine: Any,
+    stack_processor_stopped: ProcessorPool,
+    tmp_path: Path,
+) -> None:
+    from sqlalchemy import text
+
+    table = f"pair_{uuid.uuid4().hex[:10]}"
+    prefix = f"e2e/{table}"
+    expected = put_json_files(s3, prefix, 0, 120, rows=2)
+    body = ingestion(prefix, table, execution={"max_files_per_batch": 10})
+    ingestion_id = (await api.post("/api/v1/ingestions", json=body)).json()["id"]
+    # One processor receives the ingestion's file event; the other finds the same backlog
+    # through its sweep, so both claim from it at once.
+    processes = [start_processor(tmp_path / f"p{n}.log", f"pair-{n}") for n in (1, 2)]
+    run_id = (await api.post(f"/api/v1/ingestions/{ingestion_id}/run")).json()["run_id"]
+    try:
+        await eventually(
+            lambda: api.get(f"/api/v1/runs/{run_id}"),
+            lambda r: r.json()["status"] == "success",
+            240,
+            "the run did not finish",
+        )
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+    try:
+        async with engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    text(
+                        "SELECT claimed_by, attempts, count(*) FROM file_state "
+                        "WHERE ingestion_id = :id GROUP BY claimed_by, attempts"
+                    ),
+                    {"id": ingestion_id},
+                )
+            ).all()
+        assert {attempts for _, attempts, _ in rows} == {1}, rows
+        assert {worker for worker, _, _ in rows} == {"pair-1", "pair-2"}, rows
+        assert sum(count for _, _, count in rows) == 120
+        frame = spark.table(f"spark_catalog.default.{table}")
+        assert frame.count() == expected
+        assert frame.select("file", "row").distinct().count() == expected
+    finally:
+        spark.sql(f"DROP TABLE IF EXISTS spark_catalog.default.{table} PURGE")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.models import FileState, FileStatus
@@ -113,18 +113,21 @@ async def still_held(session: AsyncSession, files: Sequence[ClaimedFile], worker
     return held == len(files)
 
 
+MARK_SUCCEEDED = text(
+    """
+    UPDATE file_state SET status = 'SUCCESS', records = landed.records, error = NULL,
+                          lease_until = NULL, updated_at = now()
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:records AS bigint[])) AS landed(id, records)
+    WHERE file_state.id = landed.id
+    """
+)
+
+
 async def mark_succeeded(session: AsyncSession, records: dict[int, int]) -> None:
-    for file_id, count in records.items():
+    """One statement for the whole batch; claimed_by stays, to show who landed the file."""
+    if records:
         await session.execute(
-            update(FileState)
-            .where(FileState.id == file_id)
-            .values(
-                status=FileStatus.SUCCESS,
-                records=count,
-                error=None,
-                lease_until=None,
-                claimed_by=None,
-            )
+            MARK_SUCCEEDED, {"ids": list(records), "records": list(records.values())}
         )
 
 
