@@ -95,7 +95,7 @@ class IcebergWriter:
             if not readable:
                 return outcome
             frame, counts = self._read(spec, readable)
-        empty = self._without_records(spec, frame, counts)
+        empty = {spark_file for spark_file, (_, parsed) in counts.items() if parsed == 0}
         by_key = {file_key(p): p for p in readable}
         for spark_file in empty:
             outcome.failed[by_key[file_key(spark_file)]] = (
@@ -107,20 +107,39 @@ class IcebergWriter:
                 frame = frame.where(~F.col(SOURCE_FILE).isin(sorted(empty)))
             self.before_commit()
             self._commit(spec, frame, batch_id)
-        keyed = {file_key(spark_file): n for spark_file, n in counts.items()}
+        keyed = {file_key(spark_file): total for spark_file, (total, _) in counts.items()}
         outcome.records = {p: keyed.get(file_key(p), 0) for p in keep}
         return outcome
 
-    def _read(self, spec: IngestionSpec, paths: Sequence[str]) -> tuple[DataFrame, dict[str, int]]:
-        """The batch as one frame with metadata columns, and its records per file."""
+    def _read(
+        self, spec: IngestionSpec, paths: Sequence[str]
+    ) -> tuple[DataFrame, dict[str, tuple[int, int]]]:
+        """The batch as one frame with metadata columns, and per file (as Spark names it)
+        its records and how many of them parsed, counted in one pass."""
         frame = (
             _reader(self.spark, spec.format)
             .load([spark_path(p) for p in paths])
             .withColumn(SOURCE_FILE, F.col("_metadata.file_path"))
             .withColumn(INGESTED_AT, F.current_timestamp())
         )
-        rows = frame.groupBy(SOURCE_FILE).count().collect()
-        return frame, {row[SOURCE_FILE]: int(row["count"]) for row in rows}
+        rows = (
+            frame.groupBy(SOURCE_FILE)
+            .agg(F.count(F.lit(1)).alias("total"), self._parsed(spec, frame).alias("parsed"))
+            .collect()
+        )
+        return frame, {row[SOURCE_FILE]: (int(row["total"]), int(row["parsed"])) for row in rows}
+
+    @staticmethod
+    def _parsed(spec: IngestionSpec, frame: DataFrame) -> Any:
+        """Rows with a value in any data column: not only rescued text."""
+        rescued = spec.format.schema_.rescued_data_column
+        if spec.format.type == "parquet" or rescued not in frame.columns:
+            return F.count(F.lit(1))
+        data = [c for c in frame.columns if c not in (rescued, SOURCE_FILE, INGESTED_AT)]
+        if not data:
+            return F.lit(0)
+        any_value = F.coalesce(*[F.col(c).cast("string") for c in data]).isNotNull()
+        return F.count(F.when(any_value, 1))
 
     def _find_unreadable(self, spec: IngestionSpec, paths: Sequence[str]) -> dict[str, str]:
         failed = {}
@@ -130,21 +149,6 @@ class IcebergWriter:
             except Exception as error:
                 failed[path] = f"unreadable as {spec.format.type}: {_first_line(error)}"
         return failed
-
-    def _without_records(
-        self, spec: IngestionSpec, frame: DataFrame, counts: dict[str, int]
-    ) -> set[str]:
-        """Files (as Spark names them) whose every line went to the rescued-data column."""
-        rescued = spec.format.schema_.rescued_data_column
-        if spec.format.type == "parquet" or rescued not in frame.columns:
-            return set()
-        data = [c for c in frame.columns if c not in (rescued, SOURCE_FILE, INGESTED_AT)]
-        parsed: dict[str, int] = {}
-        if data:
-            any_value = F.coalesce(*[F.col(c).cast("string") for c in data]).isNotNull()
-            rows = frame.where(any_value).groupBy(SOURCE_FILE).count().collect()
-            parsed = {row[SOURCE_FILE]: int(row["count"]) for row in rows}
-        return {spark_file for spark_file in counts if parsed.get(spark_file, 0) == 0}
 
     def _commit(self, spec: IngestionSpec, frame: DataFrame, batch_id: str) -> None:
         table = spec.destination.qualified
