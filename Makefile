@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PIP_CACHE_DIR ?= $(HOME)/.cache/autoloader/pip
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up down status env test test-unit lint typecheck check asyncapi clean helm
+.PHONY: help venv up down status env test test-unit lint typecheck check asyncapi clean helm bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ $(HELM):
 	  echo "building helm into $(GO_CACHE) (first time only)"; \
 	  GOPATH=$(GO_CACHE) GOBIN=$(GO_CACHE)/bin GOFLAGS=-modcacherw go install helm.sh/helm/v3/cmd/helm@v3.16.4; \
 	else echo "go is missing: the chart tests that need helm will skip"; fi
+
+bench: up ## Autoloader against Spark's file source on 2,000 small JSON files
+	@set -a && source .local/stack.env && set +a && $(PY) -m benchmarks.file_source_vs_autoloader $(BENCH_ARGS)
 
 asyncapi: $(STAMP) ## regenerate docs/asyncapi.yaml from the event schemas
 	$(VENV)/bin/faststream docs gen --factory --yaml -o docs/asyncapi.yaml shared.asyncapi:asyncapi
