@@ -107,5 +107,11 @@ class PrefectWorker(Component):
             "autoloader-local",
         ]
         # Flow runs inherit the worker's environment: they reach the stack through it.
-        env = {**stack_env(self.addresses), **self.server.env()}
+        env = {
+            **stack_env(self.addresses),
+            **self.server.env(),
+            # Poll for new flow runs every second (Prefect's default is 10 s): a run asked for
+            # through the API or an upstream command starts within a second or two.
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+        }
         return proc.spawn(self.layout, self.name, argv, env=env)

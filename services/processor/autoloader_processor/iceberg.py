@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlparse
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from autoloader_processor import json_lines
 from shared.spec import FormatSpec, IngestionSpec
 
 BATCH_PROPERTY = "autoloader.batch-id"
@@ -32,7 +33,7 @@ def file_key(path: str) -> str:
     wrote it."""
     parsed = urlparse(path)
     if parsed.scheme in ("s3", "s3a"):
-        return f"s3://{parsed.netloc}{parsed.path}"
+        return f"s3://{parsed.netloc}{unquote(parsed.path)}"
     return f"file://{unquote(parsed.path)}"
 
 
@@ -85,16 +86,26 @@ class IcebergWriter:
         table = spec.destination.qualified
         if self.committed(table, batch_id):
             return BatchOutcome(self.records_in_table(table, paths), already_committed=True)
+        cached: list[DataFrame] = []
+        try:
+            return self._land(spec, paths, batch_id, cached)
+        finally:
+            for frame in cached:  # what this batch cached on the Spark server
+                frame.unpersist()
+
+    def _land(
+        self, spec: IngestionSpec, paths: Sequence[str], batch_id: str, cached: list[DataFrame]
+    ) -> BatchOutcome:
         outcome = BatchOutcome()
         readable = list(paths)
         try:
-            frame, counts = self._read(spec, readable)
+            frame, counts = self._read(spec, readable, cached)
         except Exception:
             outcome.failed = self._find_unreadable(spec, readable)
             readable = [p for p in readable if p not in outcome.failed]
             if not readable:
                 return outcome
-            frame, counts = self._read(spec, readable)
+            frame, counts = self._read(spec, readable, cached)
         empty = {spark_file for spark_file, (_, parsed) in counts.items() if parsed == 0}
         by_key = {file_key(p): p for p in readable}
         for spark_file in empty:
@@ -103,31 +114,46 @@ class IcebergWriter:
             )
         keep = [p for p in readable if p not in outcome.failed]
         if keep:
-            if empty:
-                frame = frame.where(~F.col(SOURCE_FILE).isin(sorted(empty)))
+            landing = frame.where(~F.col(SOURCE_FILE).isin(sorted(empty))) if empty else frame
             self.before_commit()
-            self._commit(spec, frame, batch_id)
+            self._commit(spec, landing, batch_id)
         keyed = {file_key(spark_file): total for spark_file, (total, _) in counts.items()}
         outcome.records = {p: keyed.get(file_key(p), 0) for p in keep}
         return outcome
 
     def _read(
-        self, spec: IngestionSpec, paths: Sequence[str]
+        self, spec: IngestionSpec, paths: Sequence[str], cached: list[DataFrame]
     ) -> tuple[DataFrame, dict[str, tuple[int, int]]]:
-        """The batch as one frame with metadata columns, and per file (as Spark names it)
-        its records and how many of them parsed, counted in one pass."""
-        frame = (
-            _reader(self.spark, spec.format)
-            .load([spark_path(p) for p in paths])
-            .withColumn(SOURCE_FILE, F.col("_metadata.file_path"))
-            .withColumn(INGESTED_AT, F.current_timestamp())
-        )
+        """The batch as one cached frame with metadata columns, and per file (as Spark names
+        it) its records and how many of them parsed, counted in one pass."""
+        frame = self._frame(spec, paths, cached).withColumn(INGESTED_AT, F.current_timestamp())
         rows = (
             frame.groupBy(SOURCE_FILE)
             .agg(F.count(F.lit(1)).alias("total"), self._parsed(spec, frame).alias("parsed"))
             .collect()
         )
         return frame, {row[SOURCE_FILE]: (int(row["total"]), int(row["parsed"])) for row in rows}
+
+    def _frame(
+        self, spec: IngestionSpec, paths: Sequence[str], cached: list[DataFrame]
+    ) -> DataFrame:
+        fmt = spec.format
+        rescued = fmt.schema_.rescued_data_column
+        if fmt.type == "json" and not fmt.multiline:
+            lines = json_lines.read_lines(self.spark, [spark_path(p) for p in paths], SOURCE_FILE)
+            cached.append(lines)
+            try:
+                return json_lines.parse(lines, rescued, SOURCE_FILE)
+            except json_lines.NotExpressible:
+                pass  # Spark's own inference below
+        frame: DataFrame = (
+            _reader(self.spark, fmt)
+            .load([spark_path(p) for p in paths])
+            .withColumn(SOURCE_FILE, F.col("_metadata.file_path"))
+            .cache()  # counted, then written: read the files from the store once
+        )
+        cached.append(frame)
+        return frame
 
     @staticmethod
     def _parsed(spec: IngestionSpec, frame: DataFrame) -> Any:

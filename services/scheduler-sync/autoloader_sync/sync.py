@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from prefect.exceptions import ObjectNotFound
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -80,6 +81,22 @@ class Syncer:
                 )
             )
 
+    async def _deployment_for(
+        self, ingestion_id: uuid.UUID, resync: bool = False
+    ) -> uuid.UUID | None:
+        """The ingestion's deployment id: the recorded one when in sync, else after a sync."""
+        async with self.sessions() as session:
+            ingestion = await session.get(Ingestion, ingestion_id)
+        if ingestion is None or ingestion.deleted_at is not None:
+            return None
+        in_sync = ingestion.sync_status == SyncStatus.SYNCED and ingestion.prefect_deployment_id
+        if resync or not in_sync:
+            if await self.sync_ingestion(ingestion_id) != "synced":
+                return None
+            async with self.sessions() as session:
+                ingestion = await session.get(Ingestion, ingestion_id)
+        return ingestion.prefect_deployment_id if ingestion else None
+
     async def record_failure(self, ingestion_id: uuid.UUID, reason: str) -> None:
         async with self.sessions() as session, session.begin():
             await session.execute(
@@ -100,16 +117,17 @@ class Syncer:
             return "unknown run"
         if run.prefect_flow_run_id is not None or run.status != RunStatus.QUEUED:
             return "already started"
-        if await self.sync_ingestion(ingestion_id) != "synced":
+        deployment_id = await self._deployment_for(ingestion_id)
+        if deployment_id is None:
             return "ingestion deleted"
-        async with self.sessions() as session:
-            ingestion = await session.get(Ingestion, ingestion_id)
-        assert ingestion is not None and ingestion.prefect_deployment_id is not None
-        flow_run_id = await self.prefect.create_flow_run(
-            ingestion.prefect_deployment_id,
-            run_id,
-            {"ingestion_id": str(ingestion_id), "run_id": str(run_id)},
-        )
+        parameters = {"ingestion_id": str(ingestion_id), "run_id": str(run_id)}
+        try:
+            flow_run_id = await self.prefect.create_flow_run(deployment_id, run_id, parameters)
+        except ObjectNotFound:  # the deployment was lost since it was recorded: recreate it
+            deployment_id = await self._deployment_for(ingestion_id, resync=True)
+            if deployment_id is None:
+                return "ingestion deleted"
+            flow_run_id = await self.prefect.create_flow_run(deployment_id, run_id, parameters)
         async with self.sessions() as session, session.begin():
             await session.execute(
                 update(Run)

@@ -1,0 +1,64 @@
+"""Reading JSON-lines files in one pass over the object store.
+
+Spark's JSON reader reads every file twice, once to infer the schema and once to parse, and
+checks each path of a long list one by one. Here each directory of the batch is listed once,
+pruned to the batch's files by name, read as text into the cache, and the schema is inferred
+from the cached lines with `schema_of_variant_agg`. Lines that are not JSON go to the
+rescued-data column. When the inferred schema cannot be expressed as a struct, the caller
+falls back to Spark's JSON reader.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from functools import reduce
+from posixpath import dirname
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+DECIMAL = re.compile(r"DECIMAL\(\d+,\s*\d+\)")
+PLAIN_FIELD = re.compile(r"(?<=[<,]\s)([^:<>,`\s]+):|(?<=<)([^:<>,`\s]+):")
+
+
+class NotExpressible(ValueError):
+    """The lines' schema has no struct form (a top-level array, odd field names...)."""
+
+
+def read_lines(spark: SparkSession, paths: Sequence[str], source_column: str) -> DataFrame:
+    """The batch's non-blank lines, with the file each came from, cached."""
+    by_directory: dict[str, list[str]] = defaultdict(list)
+    for path in paths:
+        by_directory[dirname(path)].append(path.rsplit("/", 1)[-1])
+    frames = [
+        spark.read.text(directory)
+        .where(F.col("_metadata.file_name").isin(names))
+        .select("value", F.col("_metadata.file_path").alias(source_column))
+        for directory, names in sorted(by_directory.items())
+    ]
+    lines = reduce(DataFrame.unionByName, frames)
+    return lines.where(F.trim("value") != "").cache()
+
+
+def struct_schema(variant_schema: str) -> str:
+    """Spark DDL for the variant schema: objects as structs, decimals as doubles (as Spark's
+    JSON inference types them, so later batches widen nothing), field names quoted."""
+    if not variant_schema.startswith("OBJECT<") or "VARIANT" in variant_schema:
+        raise NotExpressible(f"no struct form for {variant_schema[:200]}")
+    ddl = DECIMAL.sub("DOUBLE", variant_schema.replace("OBJECT<", "STRUCT<"))
+    return PLAIN_FIELD.sub(lambda m: f"`{m.group(1) or m.group(2)}`:", ddl)
+
+
+def parse(lines: DataFrame, rescued_column: str, source_column: str) -> DataFrame:
+    """Typed columns from the cached lines; what is not JSON lands in the rescued column."""
+    row = lines.select(F.expr("schema_of_variant_agg(try_parse_json(value))").alias("s")).first()
+    if row is None or row["s"] is None:
+        raise NotExpressible("no line of the batch is JSON")
+    ddl = struct_schema(row["s"])
+    parsed = F.from_json("value", ddl)
+    rescued = F.when(F.expr("try_parse_json(value)").isNull(), F.col("value"))
+    return lines.select(
+        parsed.alias("_parsed"), rescued.alias(rescued_column), source_column
+    ).select("_parsed.*", rescued_column, source_column)
