@@ -128,3 +128,57 @@ async def test_a_new_column_is_added_and_earlier_rows_read_it_as_null(
     assert "colour" in frame.columns
     colours = {(row["file"], row["colour"]) for row in frame.select("file", "colour").collect()}
     assert colours == {(0, None), (1, None), (7, "blue")}
+
+
+@pytest.mark.parametrize(("policy", "landed"), [("ignore", 1), ("reingest", 2)])
+async def test_an_overwritten_object_follows_the_overwrite_policy(
+    api: httpx.AsyncClient, s3: Any, spark: Any, table: str, policy: str, landed: int
+) -> None:
+    prefix = f"e2e/{table}"
+    key = f"{prefix}/orders.json"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps({"file": 1, "row": 0, "value": "v1"}))
+    body = ingestion(prefix, table, overwrite_policy=policy)
+    ingestion_id = (await api.post("/api/v1/ingestions", json=body)).json()["id"]
+    assert (await run_and_wait(api, ingestion_id))["records"] == 1
+
+    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps({"file": 1, "row": 0, "value": "v2"}))
+    second = await run_and_wait(api, ingestion_id)
+
+    assert second["status"] == "success"
+    assert second["files_expected"] == landed - 1
+    values = sorted(r["value"] for r in spark.table(f"spark_catalog.default.{table}").collect())
+    assert values == ["v1", "v2"][:landed]
+
+
+async def test_a_finished_run_is_announced_on_run_events(
+    api: httpx.AsyncClient, s3: Any, table: str, kafka_settings: Any
+) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from shared.topics import RUN_EVENTS
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_settings.bootstrap_servers)
+    await consumer.start()
+    partitions = [TopicPartition(RUN_EVENTS.name, p) for p in range(RUN_EVENTS.partitions)]
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    for partition in partitions:
+        await consumer.position(partition)
+    try:
+        prefix = f"e2e/{table}"
+        put_json_files(s3, prefix, 0, 3)
+        ingestion_id = (await api.post("/api/v1/ingestions", json=ingestion(prefix, table))).json()[
+            "id"
+        ]
+        run = await run_and_wait(api, ingestion_id)
+
+        async def completions() -> list[dict[str, Any]]:
+            batches = await consumer.getmany(timeout_ms=500)
+            events = [json.loads(m.value or b"") for ms in batches.values() for m in ms]
+            return [e for e in events if e.get("run_id") == run["id"]]
+
+        [event] = await eventually(completions, bool, 20, "no RunCompleted")
+    finally:
+        await consumer.stop()
+    assert event["event_type"] == "RunCompleted"
+    assert (event["status"], event["files_succeeded"], event["records"]) == ("success", 3, 30)
