@@ -58,18 +58,13 @@ class Postgres(Component):
             env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
         )
 
+    def _connection(self) -> list[str]:
+        """The client options of pg_isready and psql that reach this server."""
+        return ["-h", self.addresses.host, "-p", str(self.addresses.postgres_port), "-U", DB_USER]
+
     def healthy(self) -> bool:
         result = subprocess.run(
-            [
-                str(PG_BIN / "pg_isready"),
-                "-q",
-                "-h",
-                self.addresses.host,
-                "-p",
-                str(self.addresses.postgres_port),
-                "-U",
-                DB_USER,
-            ],
+            [str(PG_BIN / "pg_isready"), "-q", *self._connection()],
             check=False,
         )
         return result.returncode == 0
@@ -149,19 +144,7 @@ class Postgres(Component):
 
     def _psql(self, sql: str) -> str:
         result = proc.run(
-            [
-                str(PG_BIN / "psql"),
-                "-h",
-                self.addresses.host,
-                "-p",
-                str(self.addresses.postgres_port),
-                "-U",
-                DB_USER,
-                "-d",
-                "postgres",
-                "-tAc",
-                sql,
-            ],
+            [str(PG_BIN / "psql"), *self._connection(), "-d", "postgres", "-tAc", sql],
             "psql",
             env={**os.environ, "PGPASSWORD": DB_PASSWORD},
         )

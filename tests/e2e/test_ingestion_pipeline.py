@@ -153,17 +153,10 @@ async def test_an_overwritten_object_follows_the_overwrite_policy(
 async def test_a_finished_run_is_announced_on_run_events(
     api: httpx.AsyncClient, s3: Any, table: str, kafka_settings: Any
 ) -> None:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
     from shared.topics import RUN_EVENTS
+    from tests.kafka_tail import tail
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_settings.bootstrap_servers)
-    await consumer.start()
-    partitions = [TopicPartition(RUN_EVENTS.name, p) for p in range(RUN_EVENTS.partitions)]
-    consumer.assign(partitions)
-    await consumer.seek_to_end(*partitions)
-    for partition in partitions:
-        await consumer.position(partition)
+    consumer = await tail(kafka_settings.bootstrap_servers, RUN_EVENTS)
     try:
         prefix = f"e2e/{table}"
         put_json_files(s3, prefix, 0, 3)

@@ -13,8 +13,8 @@ import logging
 import signal
 
 from autoloader_processor.consumer import broker_factory
-from autoloader_processor.pool import Processor
 from autoloader_processor.settings import ProcessorSettings
+from shared.periodic import every
 from shared.preflight import (
     Check,
     check_database,
@@ -37,17 +37,6 @@ def dependency_checks(settings: ProcessorSettings) -> dict[str, Check]:
     }
 
 
-async def _sweep(processor: Processor, interval: float, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-        except TimeoutError:
-            try:
-                await processor.sweep()
-            except Exception as error:
-                log.warning("sweep failed: %s: %s", type(error).__name__, error)
-
-
 async def _run(settings: ProcessorSettings) -> None:
     broker, processor = broker_factory(settings)
     stop = asyncio.Event()
@@ -55,7 +44,9 @@ async def _run(settings: ProcessorSettings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await broker.start()
-    sweeper = asyncio.create_task(_sweep(processor, settings.sweep_interval_seconds, stop))
+    sweeper = asyncio.create_task(
+        every(settings.sweep_interval_seconds, stop, processor.sweep, "sweep")
+    )
     try:
         await stop.wait()
     finally:

@@ -20,6 +20,7 @@ from autoloader_sync.handler import EventHandler
 from autoloader_sync.sync import Syncer, deployment_spec
 from shared.events import IngestionTriggered, parse_ingestion_event
 from shared.models import Ingestion, Tenant
+from shared.periodic import every
 from shared.topics import INGESTION_EVENTS
 
 log = logging.getLogger(__name__)
@@ -137,13 +138,9 @@ async def _read_topic(bootstrap_servers: str) -> AsyncIterator[tuple[bytes, byte
 
 async def periodic_reconcile(syncer: Syncer, interval: float, stop: asyncio.Event) -> None:
     """Reconcile every ``interval`` seconds: the safety net for anything events missed."""
-    while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-        except TimeoutError:
-            try:
-                report = await reconcile(syncer)
-            except Exception as error:
-                log.warning("periodic reconcile failed: %s: %s", type(error).__name__, error)
-            else:
-                log.info("periodic reconcile: %s", report.summary(dry_run=False).splitlines()[0])
+
+    async def once() -> None:
+        report = await reconcile(syncer)
+        log.info("periodic reconcile: %s", report.summary(dry_run=False).splitlines()[0])
+
+    await every(interval, stop, once, "periodic reconcile")

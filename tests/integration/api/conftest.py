@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -33,6 +33,7 @@ from shared.db import session_factory
 from shared.settings import CredentialsSettings, DatabaseSettings, KafkaSettings
 from shared.topics import INGESTION_EVENTS
 from shared.uow import UnitOfWork
+from tests.kafka_tail import tail
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -134,19 +135,7 @@ class Events:
 
 @pytest.fixture
 async def events(kafka_settings: KafkaSettings) -> AsyncIterator[Events]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka_settings.bootstrap_servers, enable_auto_commit=False
-    )
-    await consumer.start()
-    partitions = consumer.partitions_for_topic(INGESTION_EVENTS.name)
-    if partitions is None:
-        await consumer._client.force_metadata_update()
-        partitions = consumer.partitions_for_topic(INGESTION_EVENTS.name) or set()
-    assigned = [TopicPartition(INGESTION_EVENTS.name, p) for p in sorted(partitions)]
-    consumer.assign(assigned)
-    await consumer.seek_to_end(*assigned)
-    for partition in assigned:  # resolve the end offsets now, before the test publishes
-        await consumer.position(partition)
+    consumer = await tail(kafka_settings.bootstrap_servers, INGESTION_EVENTS)
     yield Events(consumer)
     await consumer.stop()
 
