@@ -175,3 +175,71 @@ async def test_a_finished_run_is_announced_on_run_events(
         await consumer.stop()
     assert event["event_type"] == "RunCompleted"
     assert (event["status"], event["files_succeeded"], event["records"]) == ("success", 3, 30)
+
+
+def parquet_bytes(rows: list[dict[str, Any]]) -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), buffer)
+    return buffer.getvalue()
+
+
+FORMATS = {
+    "csv": (
+        {"type": "csv", "header": True, "delimiter": ";"},
+        "*.csv",
+        [b"file;row;value\n0;0;a\n0;1;b\n", b"file;row;value\n1;0;c\n"],
+    ),
+    "parquet": (
+        {"type": "parquet"},
+        "*.parquet",
+        [
+            parquet_bytes(
+                [{"file": 0, "row": 0, "value": "a"}, {"file": 0, "row": 1, "value": "b"}]
+            ),
+            parquet_bytes([{"file": 1, "row": 0, "value": "c"}]),
+        ],
+    ),
+    "multi-line json": (
+        {"type": "json", "multiline": True},
+        "*.json",
+        [
+            b'[\n  {"file": 0, "row": 0, "value": "a"},\n'
+            b'  {"file": 0, "row": 1, "value": "b"}\n]\n',
+            b'{\n  "file": 1,\n  "row": 0,\n  "value": "c"\n}\n',
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(FORMATS))
+async def test_csv_parquet_and_multiline_json_land_with_their_metadata_columns(
+    api: httpx.AsyncClient, s3: Any, spark: Any, table: str, kind: str
+) -> None:
+    fmt, pattern, bodies = FORMATS[kind]
+    prefix = f"e2e/{table}"
+    suffix = pattern.removeprefix("*")
+    for n, body in enumerate(bodies):
+        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/part-{n}{suffix}", Body=body)
+    request = ingestion(prefix, table, format=fmt)
+    request["source"]["file_pattern"] = pattern
+    ingestion_id = (await api.post("/api/v1/ingestions", json=request)).json()["id"]
+
+    run = await run_and_wait(api, ingestion_id)
+
+    assert (run["status"], run["records"]) == ("success", 3), run
+    rows = spark.table(f"spark_catalog.default.{table}").collect()
+    assert sorted((int(r["file"]), int(r["row"]), r["value"]) for r in rows) == [
+        (0, 0, "a"),
+        (0, 1, "b"),
+        (1, 0, "c"),
+    ]
+    assert {r["_source_file"].rsplit("/", 1)[-1] for r in rows} == {
+        f"part-0{suffix}",
+        f"part-1{suffix}",
+    }
+    assert all(r["_ingested_at"] is not None for r in rows)
