@@ -109,6 +109,11 @@ class RunRepository:
             select(Run).where(Run.id == run_id, Run.tenant_id == tenant_id)
         )
 
+    async def by_idempotency_key(self, ingestion_id: uuid.UUID, key: str) -> Run | None:
+        return await self.session.scalar(
+            select(Run).where(Run.ingestion_id == ingestion_id, Run.idempotency_key == key)
+        )
+
     async def list(
         self, ingestion_id: uuid.UUID, *, limit: int, offset: int
     ) -> tuple[Sequence[Run], int]:

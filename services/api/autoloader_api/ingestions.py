@@ -219,6 +219,11 @@ async def trigger_run(
     idempotency_key: str | None = None,
 ) -> Run:
     ingestion = await _load(uow, tenant, ingestion_id)
+    if idempotency_key is not None:
+        # The ingestion's row lock serialises triggers, so a repeated key finds its run.
+        earlier = await uow.runs.by_idempotency_key(ingestion.id, idempotency_key)
+        if earlier is not None:
+            return earlier
     if ingestion.status == IngestionStatus.PAUSED:
         raise Conflict(f"ingestion {ingestion_id} is paused: resume it before running it")
     run = Run(

@@ -129,3 +129,25 @@ async def test_credentials_are_masked_in_every_response(
         "aws_secret_access_key": "****",
         "aws_region": "us-east-1",
     }
+
+
+async def test_a_repeated_idempotency_key_returns_the_same_run_and_one_event(
+    client: httpx.AsyncClient, new_tenant: NewTenant, events: Events
+) -> None:
+    headers = await new_tenant()
+    created = (await client.post("/api/v1/ingestions", json=seed_request(), headers=headers)).json()
+    url = f"/api/v1/ingestions/{created['id']}/run"
+    keyed = {**headers, "Idempotency-Key": "upstream-42"}
+
+    first = await client.post(url, headers=keyed)
+    second = await client.post(url, headers=keyed)
+    other = await client.post(url, headers={**headers, "Idempotency-Key": "upstream-43"})
+
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert first.json()["run_id"] == second.json()["run_id"] != other.json()["run_id"]
+    messages = await events.for_key(created["id"], count=3, settle=1.0)
+    triggered = [m["event"] for m in messages if m["event"]["event_type"] == "IngestionTriggered"]
+    assert [event["run_id"] for event in triggered] == [
+        first.json()["run_id"],
+        other.json()["run_id"],
+    ]
