@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from autoloader_api.container import Container
@@ -40,11 +42,28 @@ def create_app(settings: ApiSettings) -> FastAPI:
         description="Ingest files from object storage into Apache Iceberg, exactly once.",
         lifespan=lifespan,
     )
+    app.middleware("http")(_count_requests)
     app.include_router(ingestions.router)
     app.include_router(runs.router)
     app.include_router(operations.router)
     _add_error_handlers(app)
     return app
+
+
+REQUESTS = Counter("autoloader_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram("autoloader_http_request_seconds", "HTTP request duration", ["route"])
+
+
+async def _count_requests(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    began = time.perf_counter()
+    response = await call_next(request)
+    route = request.scope.get("route")
+    template = getattr(route, "path", "unmatched")
+    REQUESTS.labels(request.method, template, str(response.status_code)).inc()
+    LATENCY.labels(template).observe(time.perf_counter() - began)
+    return response
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -15,6 +15,7 @@ from autoloader_api.routes.operations import dependency_checks
 from autoloader_api.settings import ApiSettings
 from shared.crypto import new_key
 from shared.db import create_engine, session_factory
+from shared.logs import configure_logging
 from shared.preflight import print_results, run_checks
 from shared.uow import UnitOfWork
 
@@ -66,5 +67,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "relay":
         asyncio.run(_relay(settings))
         return 0
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    configure_logging()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
     return 0

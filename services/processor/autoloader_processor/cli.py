@@ -14,6 +14,7 @@ import signal
 
 from autoloader_processor.consumer import broker_factory
 from autoloader_processor.settings import ProcessorSettings
+from shared.logs import configure_logging
 from shared.periodic import every
 from shared.preflight import (
     Check,
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("command", choices=["run", "check"])
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     settings = ProcessorSettings()
     if args.command == "check":
         return print_results(asyncio.run(run_checks(dependency_checks(settings))))

@@ -87,6 +87,10 @@ def broker_factory(settings: ProcessorSettings) -> tuple[KafkaBroker, Processor]
             )
             return
         done = await processor.drain(event.ingestion_id)
-        log.info("ingestion %s: processed %d files", event.ingestion_id, done)
+        log.info(
+            "processed %d files",
+            done,
+            extra={"ingestion_id": event.ingestion_id, "run_id": event.run_id},
+        )
 
     return broker, processor

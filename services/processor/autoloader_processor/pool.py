@@ -94,7 +94,9 @@ class Processor:
                 outcome = await asyncio.to_thread(self.writer.write, spec, paths, batch_id)
             except Exception as error:
                 reason = f"batch {batch_id} failed: {type(error).__name__}: {error}"
-                log.warning("ingestion %s: %s", ingestion.id, reason[:500])
+                log.warning(
+                    reason[:500], extra={"ingestion_id": ingestion.id, "batch_id": batch_id}
+                )
                 outcome = BatchOutcome(failed=dict.fromkeys(paths, reason))
             if self.settings.crash_point == "after-commit":
                 halt("after-commit")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 
@@ -19,6 +18,7 @@ from autoloader_sync.consumer import broker_factory, build_syncer
 from autoloader_sync.handler import EventHandler
 from autoloader_sync.reconcile import periodic_reconcile, rebuild, reconcile
 from autoloader_sync.settings import SyncSettings
+from shared.logs import configure_logging
 from shared.preflight import (
     Check,
     check_database,
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("rebuild")
     commands.add_parser("check")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     settings = SyncSettings()
     if args.command == "check":
         return print_results(asyncio.run(run_checks(dependency_checks(settings))))

@@ -68,3 +68,10 @@ async def test_list_filters_by_status_and_name_and_paginates(
     assert sorted(item["name"] for item in by_name["items"]) == ["orders-eu", "orders-us"]
     assert [item["id"] for item in paused["items"]] == [ids[1]]
     assert (page["total"], [item["id"] for item in page["items"]]) == (3, [ids[2]])
+
+
+async def test_metrics_count_requests_by_route_and_status(client: httpx.AsyncClient) -> None:
+    await client.get("/api/v1/ingestions")  # 401: no key
+    metrics = (await client.get("/metrics")).text
+    assert 'route="/api/v1/ingestions",status="401"' in metrics
+    assert "autoloader_outbox_oldest_unsent_seconds" in metrics

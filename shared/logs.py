@@ -1,0 +1,38 @@
+"""Structured logs: one JSON object a line, carrying ingestion and run ids where known.
+
+Pass ids with `extra={"ingestion_id": ..., "run_id": ...}`; they become fields of the line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+CONTEXT_FIELDS = ("ingestion_id", "run_id", "batch_id", "event_type", "tenant_id")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = str(value)
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Send every log line to stderr as JSON; called once by each service's entry point."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
