@@ -35,13 +35,10 @@ def stack_processor_stopped() -> Iterator[ProcessorPool]:
     pool.ensure_up()
 
 
-def start_crashing_processor(crash_point: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "AUTOLOADER_PROCESSOR_CRASH_POINT": crash_point,
-        "AUTOLOADER_PROCESSOR_LEASE_SECONDS": "10",
-        "AUTOLOADER_PROCESSOR_SWEEP_INTERVAL_SECONDS": "2",
-    }
+def start_processor(log: Path, **settings: str) -> subprocess.Popen[bytes]:
+    """`autoloader-processor run` with AUTOLOADER_PROCESSOR_<NAME> settings, logging to log."""
+    env = {**os.environ}
+    env.update({f"AUTOLOADER_PROCESSOR_{name.upper()}": value for name, value in settings.items()})
     command = [str(Path(sys.executable).parent / "autoloader-processor"), "run"]
     return subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
@@ -73,7 +70,9 @@ async def test_kill_9_at_the_crash_point_then_restart_lands_every_row_once(
     run_id = (await api.post(f"/api/v1/ingestions/{ingestion_id}/run")).json()["run_id"]
     log = tmp_path / "processor.log"
     try:
-        crashing = start_crashing_processor(crash_point, log)
+        crashing = start_processor(
+            log, crash_point=crash_point, lease_seconds="10", sweep_interval_seconds="2"
+        )
         await asyncio.to_thread(wait_for_crash_point, crashing, log, crash_point)
         crashing.send_signal(signal.SIGKILL)
         crashing.wait(timeout=10)
@@ -101,16 +100,6 @@ async def test_kill_9_at_the_crash_point_then_restart_lands_every_row_once(
         spark.sql(f"DROP TABLE IF EXISTS spark_catalog.default.{table} PURGE")
 
 
-def start_processor(log: Path, worker_id: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "AUTOLOADER_PROCESSOR_WORKER_ID": worker_id,
-        "AUTOLOADER_PROCESSOR_SWEEP_INTERVAL_SECONDS": "1",
-    }
-    command = [str(Path(sys.executable).parent / "autoloader-processor"), "run"]
-    return subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-
-
 async def test_two_processors_on_one_backlog_claim_each_file_once(
     api: httpx.AsyncClient,
     s3: Any,
@@ -128,7 +117,10 @@ async def test_two_processors_on_one_backlog_claim_each_file_once(
     ingestion_id = (await api.post("/api/v1/ingestions", json=body)).json()["id"]
     # One processor receives the ingestion's file event; the other finds the same backlog
     # through its sweep, so both claim from it at once.
-    processes = [start_processor(tmp_path / f"p{n}.log", f"pair-{n}") for n in (1, 2)]
+    processes = [
+        start_processor(tmp_path / f"p{n}.log", worker_id=f"pair-{n}", sweep_interval_seconds="1")
+        for n in (1, 2)
+    ]
     run_id = (await api.post(f"/api/v1/ingestions/{ingestion_id}/run")).json()["run_id"]
     try:
         await eventually(
