@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import httpx
 from sqlalchemy import text
@@ -87,6 +89,20 @@ async def check_spark(settings: SparkSettings) -> str:
             spark.stop()
 
     return f"Spark {await asyncio.to_thread(select_one)}"
+
+
+CHECKS: dict[str, Callable[[Any], Awaitable[str]]] = {
+    "database": check_database,
+    "kafka": check_kafka,
+    "prefect": check_prefect,
+    "s3": check_s3,
+    "spark": check_spark,
+}
+
+
+def checks_for(settings: object, *components: str) -> dict[str, Check]:
+    """The checks of the named components, each given the service's settings of that name."""
+    return {name: partial(CHECKS[name], getattr(settings, name)) for name in components}
 
 
 async def run_checks(checks: dict[str, Check]) -> list[CheckResult]:

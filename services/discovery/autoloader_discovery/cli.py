@@ -8,22 +8,14 @@ import asyncio
 from autoloader_discovery.settings import DiscoverySettings
 from shared.preflight import (
     Check,
-    check_database,
-    check_kafka,
-    check_prefect,
-    check_s3,
+    checks_for,
     print_results,
     run_checks,
 )
 
 
 def dependency_checks(settings: DiscoverySettings) -> dict[str, Check]:
-    return {
-        "database": lambda: check_database(settings.database),
-        "kafka": lambda: check_kafka(settings.kafka),
-        "prefect": lambda: check_prefect(settings.prefect),
-        "s3": lambda: check_s3(settings.s3),
-    }
+    return checks_for(settings, "database", "kafka", "prefect", "s3")
 
 
 def main(argv: list[str] | None = None) -> int:

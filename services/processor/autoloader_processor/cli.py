@@ -18,10 +18,7 @@ from shared.logs import configure_logging
 from shared.periodic import every
 from shared.preflight import (
     Check,
-    check_database,
-    check_kafka,
-    check_s3,
-    check_spark,
+    checks_for,
     print_results,
     run_checks,
 )
@@ -30,12 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def dependency_checks(settings: ProcessorSettings) -> dict[str, Check]:
-    return {
-        "database": lambda: check_database(settings.database),
-        "kafka": lambda: check_kafka(settings.kafka),
-        "s3": lambda: check_s3(settings.s3),
-        "spark": lambda: check_spark(settings.spark),
-    }
+    return checks_for(settings, "database", "kafka", "s3", "spark")
 
 
 async def _run(settings: ProcessorSettings) -> None:

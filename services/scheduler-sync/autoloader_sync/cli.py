@@ -21,20 +21,14 @@ from autoloader_sync.settings import SyncSettings
 from shared.logs import configure_logging
 from shared.preflight import (
     Check,
-    check_database,
-    check_kafka,
-    check_prefect,
+    checks_for,
     print_results,
     run_checks,
 )
 
 
 def dependency_checks(settings: SyncSettings) -> dict[str, Check]:
-    return {
-        "kafka": lambda: check_kafka(settings.kafka),
-        "prefect": lambda: check_prefect(settings.prefect),
-        "database": lambda: check_database(settings.database),
-    }
+    return checks_for(settings, "kafka", "prefect", "database")
 
 
 async def _run(settings: SyncSettings) -> None:

@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from autoloader_api.deps import ContainerDep
 from autoloader_api.settings import ApiSettings
-from shared.preflight import Check, check_database, check_kafka, run_checks
+from shared.preflight import Check, checks_for, run_checks
 from shared.uow import UnitOfWork
 
 router = APIRouter(tags=["operations"])
@@ -19,10 +19,7 @@ OUTBOX_AGE = Gauge(
 
 
 def dependency_checks(settings: ApiSettings) -> dict[str, Check]:
-    return {
-        "database": lambda: check_database(settings.database),
-        "kafka": lambda: check_kafka(settings.kafka),
-    }
+    return checks_for(settings, "database", "kafka")
 
 
 @router.get("/health")
