@@ -56,7 +56,8 @@ async def discover_files_task(
     new, listed = 0, 0
     pages = list_source(context.spec.source, context.credentials, settings.s3, settings.page_size)
     async with session_factory(engine)() as session:
-        for page in await asyncio.to_thread(list, pages):
+        # One page at a time: the listing never sits whole in memory, and progress shows as it goes.
+        while (page := await asyncio.to_thread(next, pages, None)) is not None:
             listed += len(page)
             new += await record_new_files(session, context, page)
             logger.info("listed %d objects, %d new so far", listed, new)
