@@ -12,7 +12,7 @@ import time
 
 from devstack import proc
 from devstack.component import Step
-from devstack.components.api import Api, DevApiKey, ProcessorPool, SchedulerSync
+from devstack.components.api import Api, DevApiKey, Discovery, ProcessorPool, SchedulerSync
 from devstack.components.kafka import Kafka
 from devstack.components.migrations import Migrations
 from devstack.components.postgres import Postgres
@@ -30,14 +30,15 @@ def components(layout: Layout, addresses: Addresses) -> list[Step]:
     return [
         postgres,
         Migrations(layout, addresses),
-        SeaweedFS(layout, addresses),
         Kafka(layout, addresses),
+        SeaweedFS(layout, addresses),
         prefect,
         PrefectWorker(prefect),
         SparkConnect(layout, addresses),
         api,
         DevApiKey(api),
         SchedulerSync(layout, addresses),
+        Discovery(layout, addresses),
         ProcessorPool(layout, addresses),
     ]
 

@@ -1,4 +1,4 @@
-"""`autoloader`: operator commands shared by every deployment (topics, database)."""
+"""`autoloader`: operator commands shared by every deployment (topics, database, backfill)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from shared import backfill_cli
 from shared.kafka_admin import ensure_topics
 from shared.settings import KafkaSettings
 from shared.topics import ALL_TOPICS, DAY_MS, Topic
@@ -47,5 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     db.add_argument("action", choices=["upgrade"])
     db.add_argument("--config", default="alembic.ini", help="path to alembic.ini")
     db.set_defaults(handler=_db)
+    backfill_cli.add_parser(commands)
     args = parser.parse_args(argv)
     return int(args.handler(args))

@@ -105,6 +105,10 @@ class FilesDiscovered(Event):
     event_type: Literal["FilesDiscovered"] = "FilesDiscovered"
     run_id: uuid.UUID
     files: list[DiscoveredFile]
+    replayed: bool = Field(
+        default=False,
+        description="files a backfill queued again, not newly discovered: backfills skip these",
+    )
 
 
 class RunCompleted(Event):

@@ -144,17 +144,28 @@ class Run(Base):
     records: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    parameters: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # a backfill's window
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # a backfill's progress
     created_at: Mapped[datetime] = _now()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class FileState(Base):
-    """One object version (path + ETag) of one ingestion: the unit of exactly-once."""
+    """One object version (path + ETag) of one ingestion, for one table: the unit of
+    exactly-once. target_table is NULL for the ingestion's own table, or the table a
+    reprocessing backfill writes the file to."""
 
     __tablename__ = "file_state"
     __table_args__ = (
-        UniqueConstraint("ingestion_id", "path", "etag", name="uq_file_state_object"),
+        UniqueConstraint(
+            "ingestion_id",
+            "path",
+            "etag",
+            "target_table",
+            name="uq_file_state_object",
+            postgresql_nulls_not_distinct=True,
+        ),
         Index("ix_file_state_ingestion_status", "ingestion_id", "status"),
     )
 
@@ -170,6 +181,7 @@ class FileState(Base):
     error: Mapped[str | None] = mapped_column(Text)
     records: Mapped[int | None] = mapped_column(BigInteger)
     batch_id: Mapped[str | None] = mapped_column(String(64))
+    target_table: Mapped[str | None] = mapped_column(Text)
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

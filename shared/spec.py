@@ -41,11 +41,20 @@ class S3Credentials(StrictModel):
         }
 
 
+class NotificationSpec(StrictModel):
+    """Event mode: S3 event notifications on `autoloader.s3-events` bring new objects in
+    seconds, and a listing every `safety_net_interval_minutes` catches lost notifications."""
+
+    enabled: bool = True
+    safety_net_interval_minutes: int | None = Field(default=60, ge=1, le=1440)
+
+
 class SourceSpec(StrictModel):
     type: Literal["s3", "local"]
     path: str = Field(min_length=1, max_length=1024)
     file_pattern: str = Field(default="*", min_length=1, max_length=256)
     credentials: S3Credentials | None = None
+    notifications: NotificationSpec | None = None
 
     @model_validator(mode="after")
     def _path_matches_type(self) -> SourceSpec:
@@ -57,7 +66,15 @@ class SourceSpec(StrictModel):
             raise ValueError("a local path must be an absolute file:/// URL")
         if self.type == "local" and self.credentials is not None:
             raise ValueError("a local source takes no credentials")
+        if self.type == "local" and self.notifications is not None:
+            raise ValueError("notifications are for s3 sources")
         return self
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix below the bucket ('' for the whole bucket)."""
+        match = S3_PATH.match(self.path)
+        return (match["prefix"] or "/").lstrip("/") if match else ""
 
     @property
     def bucket(self) -> str | None:
@@ -201,6 +218,84 @@ class IngestionSpec(StrictModel):
     overwrite_policy: Literal["ignore", "reingest"] = "ignore"
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
 
+    @model_validator(mode="after")
+    def _one_listing_schedule(self) -> IngestionSpec:
+        notifications = self.source.notifications
+        if notifications and notifications.safety_net_interval_minutes and self.schedule:
+            raise ValueError(
+                "give either a schedule or source.notifications.safety_net_interval_minutes: "
+                "with notifications, the scheduled listing is the safety net"
+            )
+        if notifications and notifications.safety_net_interval_minutes:
+            _every_n_minutes(notifications.safety_net_interval_minutes)
+        return self
+
+    @property
+    def uses_notifications(self) -> bool:
+        return bool(self.source.notifications and self.source.notifications.enabled)
+
+    def listing_cron(self) -> tuple[str, str] | None:
+        """When to list the source, as (cron, timezone): the schedule, or else the safety-net
+        listing of an ingestion fed by notifications; None for runs on demand only."""
+        if self.schedule is not None:
+            return self.schedule.to_cron(), self.schedule.timezone
+        notifications = self.source.notifications
+        if notifications and notifications.enabled and notifications.safety_net_interval_minutes:
+            return _every_n_minutes(notifications.safety_net_interval_minutes), "UTC"
+        return None
+
     def stored(self) -> dict[str, Any]:
         """The spec as kept in the database and shown to users: credentials left out."""
         return self.model_dump(mode="json", by_alias=True, exclude={"source": {"credentials"}})
+
+
+def qualify_table(name: str, destination: DestinationSpec) -> str:
+    """`table`, `database.table` or `catalog.database.table`, completed from the ingestion's
+    destination, as `catalog.database.table`; every part a validated identifier."""
+    parts = name.split(".")
+    if not 1 <= len(parts) <= 3 or not all(IDENTIFIER.match(part) for part in parts):
+        raise ValueError(
+            "target_table must be table, database.table or catalog.database.table, "
+            "each part letters, digits and underscores"
+        )
+    defaults = [destination.catalog, destination.database]
+    return ".".join([*defaults[: 3 - len(parts)], *parts])
+
+
+def quoted(qualified: str) -> str:
+    """A `catalog.database.table` of validated identifiers, quoted for Spark SQL."""
+    return ".".join(f"`{part}`" for part in qualified.split("."))
+
+
+class BackfillSpec(StrictModel):
+    """Which files a backfill replays from `autoloader.files`, and what it does with them."""
+
+    since: datetime = Field(description="replay files discovered at or after this instant")
+    until: datetime | None = Field(default=None, description="and before this one")
+    reprocess: bool = Field(
+        default=False, description="ingest files again even when they were ingested already"
+    )
+    target_table: str | None = Field(
+        default=None,
+        max_length=400,
+        description="with reprocess: write to this table instead of the ingestion's",
+    )
+
+    @field_validator("since", "until")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a timezone, e.g. 2026-11-01T00:00:00Z")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> BackfillSpec:
+        if self.since > datetime.now(UTC):
+            raise ValueError("since is in the future: nothing to replay yet")
+        if self.until is not None and self.until <= self.since:
+            raise ValueError("until must be after since")
+        if self.target_table is not None:
+            if not self.reprocess:
+                raise ValueError("target_table needs reprocess: only reprocessed files move")
+            qualify_table(self.target_table, DestinationSpec(table="check"))
+        return self

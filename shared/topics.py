@@ -63,3 +63,12 @@ DLQ = Topic(
 )
 
 ALL_TOPICS: tuple[Topic, ...] = (INGESTION_EVENTS, COMMANDS, S3_EVENTS, FILES, RUN_EVENTS, DLQ)
+
+# Only where the S3 store is SeaweedFS (the local stack): its filer publishes protobuf
+# events here, and discovery translates them into S3 notifications on S3_EVENTS.
+SEAWEEDFS_FILER = Topic(
+    "autoloader.seaweedfs-filer",
+    3,
+    1 * DAY_MS,
+    "SeaweedFS filer events (protobuf), translated to S3 notifications by discovery.",
+)

@@ -146,6 +146,16 @@ class SchedulerSync(ConsumerService):
     argv = ("autoloader-sync", "run")
 
 
+class Discovery(ConsumerService):
+    """S3 notifications into files; here also SeaweedFS's filer events into notifications."""
+
+    name = group = "discovery"
+    argv = ("autoloader-discovery", "run")
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "AUTOLOADER_DISCOVERY_SEAWEEDFS_BRIDGE": "true"}
+
+
 class ProcessorPool(ConsumerService):
     name = "processor"
     group = "processor"

@@ -11,6 +11,7 @@ from devstack import jars, proc
 from devstack.component import Component
 from devstack.layout import KAFKA_VERSION, java_home
 from shared.kafka_admin import ensure_topics
+from shared.topics import ALL_TOPICS, SEAWEEDFS_FILER
 
 LOG4J = """\
 log4j.rootLogger=INFO, stdout
@@ -87,7 +88,7 @@ class Kafka(Component):
         ]
 
     def prepare(self) -> None:
-        asyncio.run(ensure_topics(self.address))
+        asyncio.run(ensure_topics(self.address, (*ALL_TOPICS, SEAWEEDFS_FILER)))
 
     def _write_config(self) -> Path:
         a = self.addresses

@@ -9,9 +9,13 @@ from typing import Any
 from devstack import proc
 from devstack.component import Component
 from devstack.layout import BUCKETS, S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY
+from shared.topics import SEAWEEDFS_FILER
 
 
 class SeaweedFS(Component):
+    """The filer publishes every change to Kafka (notification.toml, read from the working
+    directory), which discovery turns into S3 event notifications: Kafka starts first."""
+
     name = "seaweedfs"
     start_timeout = 60.0
 
@@ -43,7 +47,19 @@ class SeaweedFS(Component):
             config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5),
         )
 
+    @property
+    def notification_config(self) -> str:
+        return (
+            "[notification.kafka]\n"
+            "enabled = true\n"
+            f'hosts = ["{self.addresses.kafka_bootstrap}"]\n'
+            f'topic = "{SEAWEEDFS_FILER.name}"\n'
+        )
+
     def healthy(self) -> bool:
+        notification = self.home / "notification.toml"
+        if not notification.exists() or notification.read_text() != self.notification_config:
+            return False  # started without notifications to Kafka: restart it
         if not proc.port_open(self.addresses.host, self.addresses.s3_port):
             return False
         try:
@@ -57,6 +73,7 @@ class SeaweedFS(Component):
         (self.home / "data").mkdir(parents=True, exist_ok=True)
         config = self.home / "s3.json"
         config.write_text(json.dumps(self._identities(), indent=2))
+        (self.home / "notification.toml").write_text(self.notification_config)
         argv = [
             str(self.weed),
             "server",

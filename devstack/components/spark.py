@@ -122,5 +122,18 @@ class SparkConnect(Component):
         spark = self.session()
         try:
             spark.sql("CREATE NAMESPACE IF NOT EXISTS spark_catalog.default")
+            self._warm_up(spark)
         finally:
             spark.stop()
+
+    @staticmethod
+    def _warm_up(spark: Any) -> None:
+        """Create, append to and drop a scratch Iceberg table: a fresh JVM loads and compiles
+        the write path on its first commit (about 6s here), which would otherwise land on the
+        first batch ingested."""
+        table = "spark_catalog.default.autoloader_warm_up"
+        spark.sql(f"DROP TABLE IF EXISTS {table} PURGE")
+        frame = spark.range(10).selectExpr("id", "to_json(named_struct('id', id)) AS value")
+        frame.writeTo(table).using("iceberg").create()
+        frame.writeTo(table).append()
+        spark.sql(f"DROP TABLE {table} PURGE")

@@ -32,7 +32,12 @@ def running_api(stack_env: dict[str, str]) -> str:
 
 
 @pytest.fixture
-def tenant_headers(running_api: str) -> dict[str, str]:
+def tenant_name() -> str:
+    return f"e2e-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def tenant_headers(running_api: str, tenant_name: str) -> dict[str, str]:
     """A new tenant of the running stack, with its API key."""
     result = subprocess.run(
         [
@@ -40,7 +45,7 @@ def tenant_headers(running_api: str) -> dict[str, str]:
             "keys",
             "create",
             "--tenant",
-            f"e2e-{uuid.uuid4().hex[:8]}",
+            tenant_name,
         ],
         capture_output=True,
         text=True,

@@ -15,9 +15,9 @@ from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from autoloader_api.container import Container
-from autoloader_api.ingestions import Conflict, NotFound
 from autoloader_api.routes import ingestions, operations, runs
 from autoloader_api.settings import ApiSettings
+from shared.triggers import Conflict, NotFound
 
 
 def create_app(settings: ApiSettings) -> FastAPI:

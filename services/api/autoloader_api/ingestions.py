@@ -14,20 +14,12 @@ from shared.events import (
     IngestionPaused,
     IngestionResumed,
     IngestionSnapshot,
-    IngestionTriggered,
     IngestionUpdated,
 )
-from shared.models import Ingestion, IngestionStatus, Run, RunTrigger, Tenant
+from shared.models import Ingestion, IngestionStatus, Tenant
 from shared.spec import IngestionSpec
+from shared.triggers import Conflict, NotFound, locked_ingestion
 from shared.uow import UnitOfWork
-
-
-class NotFound(LookupError):
-    pass
-
-
-class Conflict(RuntimeError):
-    pass
 
 
 def snapshot(ingestion: Ingestion) -> IngestionSnapshot:
@@ -89,8 +81,7 @@ def _apply(ingestion: Ingestion, spec: IngestionSpec, cipher: CredentialCipher) 
     ingestion.spec = spec.stored()
     ingestion.source_type = spec.source.type
     ingestion.source_bucket = spec.source.bucket
-    ingestion.schedule_cron = spec.schedule.to_cron() if spec.schedule else None
-    ingestion.schedule_timezone = spec.schedule.timezone if spec.schedule else None
+    ingestion.schedule_cron, ingestion.schedule_timezone = spec.listing_cron() or (None, None)
     ingestion.work_queue = spec.execution.work_queue
     if spec.source.credentials is not None:
         ingestion.credentials = cipher.encrypt(spec.source.credentials.revealed())
@@ -99,10 +90,7 @@ def _apply(ingestion: Ingestion, spec: IngestionSpec, cipher: CredentialCipher) 
 
 
 async def _load(uow: UnitOfWork, tenant: Tenant, ingestion_id: uuid.UUID) -> Ingestion:
-    ingestion = await uow.ingestions.get(tenant.id, ingestion_id, for_update=True)
-    if ingestion is None:
-        raise NotFound(f"ingestion {ingestion_id} not found")
-    return ingestion
+    return await locked_ingestion(uow, tenant.id, ingestion_id)
 
 
 async def _ensure_name_free(
@@ -207,42 +195,3 @@ async def set_paused(
         uow.emit(event(tenant_id=tenant.id, ingestion_id=ingestion.id))
     await uow.commit()
     return ingestion
-
-
-async def trigger_run(
-    uow: UnitOfWork,
-    tenant: Tenant,
-    ingestion_id: uuid.UUID,
-    *,
-    trigger: RunTrigger = RunTrigger.MANUAL,
-    requested_by: str | None = None,
-    idempotency_key: str | None = None,
-) -> Run:
-    ingestion = await _load(uow, tenant, ingestion_id)
-    if idempotency_key is not None:
-        # The ingestion's row lock serialises triggers, so a repeated key finds its run.
-        earlier = await uow.runs.by_idempotency_key(ingestion.id, idempotency_key)
-        if earlier is not None:
-            return earlier
-    if ingestion.status == IngestionStatus.PAUSED:
-        raise Conflict(f"ingestion {ingestion_id} is paused: resume it before running it")
-    run = Run(
-        id=uuid.uuid4(),
-        ingestion_id=ingestion.id,
-        tenant_id=tenant.id,
-        trigger=trigger,
-        requested_by=requested_by,
-        idempotency_key=idempotency_key,
-    )
-    uow.runs.add(run)
-    uow.emit(
-        IngestionTriggered(
-            tenant_id=tenant.id,
-            ingestion_id=ingestion.id,
-            run_id=run.id,
-            trigger=trigger,
-            requested_by=requested_by,
-        )
-    )
-    await uow.commit()
-    return run

@@ -52,6 +52,8 @@ class RunOut(BaseModel):
     records: int
     bytes: int
     error: str | None
+    parameters: dict[str, Any] | None = None
+    progress: dict[str, Any] | None = None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -71,6 +73,7 @@ class FileOut(BaseModel):
     attempts: int
     error: str | None
     records: int | None
+    target_table: str | None = None
     discovered_at: datetime
     updated_at: datetime
 

@@ -33,8 +33,9 @@ INSERT_NEW_FILES = text(
     WHERE :reingest_overwrites OR NOT EXISTS (
         SELECT 1 FROM file_state seen
         WHERE seen.ingestion_id = :ingestion_id AND seen.path = listed.path
+          AND seen.target_table IS NULL
     )
-    ON CONFLICT (ingestion_id, path, etag) DO NOTHING
+    ON CONFLICT (ingestion_id, path, etag, target_table) DO NOTHING
     RETURNING id, path, etag, size
     """
 )
@@ -47,6 +48,8 @@ class RunContext:
     tenant_id: uuid.UUID
     spec: IngestionSpec
     credentials: dict[str, Any] | None
+    trigger: str = RunTrigger.SCHEDULED
+    parameters: dict[str, Any] | None = None  # a backfill's window
 
 
 class IngestionGone(LookupError):
@@ -75,38 +78,65 @@ async def start_run(
         session.add(run)
         await session.flush()
         run_id = run.id
-    await session.execute(
-        update(Run)
-        .where(Run.id == run_id)
-        .values(
-            status=RunStatus.RUNNING,
-            started_at=datetime.now(UTC),
-            prefect_flow_run_id=flow_run_id,
+    started = (
+        await session.execute(
+            update(Run)
+            .where(Run.id == run_id)
+            .values(
+                status=RunStatus.RUNNING,
+                started_at=datetime.now(UTC),
+                prefect_flow_run_id=flow_run_id,
+            )
+            .returning(Run.trigger, Run.parameters)
         )
-    )
+    ).one()
     await session.commit()
     spec = IngestionSpec.model_validate(ingestion.spec)
     credentials = cipher.decrypt(ingestion.credentials) if ingestion.credentials else None
-    return RunContext(run_id, ingestion.id, ingestion.tenant_id, spec, credentials)
+    return RunContext(
+        run_id,
+        ingestion.id,
+        ingestion.tenant_id,
+        spec,
+        credentials,
+        started.trigger,
+        started.parameters,
+    )
+
+
+async def insert_new_files(
+    session: AsyncSession,
+    ingestion_id: uuid.UUID,
+    run_id: uuid.UUID,
+    spec: IngestionSpec,
+    page: Sequence[ListedObject],
+) -> list[DiscoveredFile]:
+    """In the caller's transaction: record the page's unseen objects as PENDING under the run,
+    in one statement; return them."""
+    result = await session.execute(
+        INSERT_NEW_FILES,
+        {
+            "ingestion_id": ingestion_id,
+            "run_id": run_id,
+            "paths": [item.path for item in page],
+            "etags": [item.etag for item in page],
+            "sizes": [item.size for item in page],
+            "modified": [item.last_modified for item in page],
+            "reingest_overwrites": spec.overwrite_policy == "reingest",
+        },
+    )
+    return [
+        DiscoveredFile(file_id=row.id, path=row.path, etag=row.etag, size=row.size)
+        for row in result
+    ]
 
 
 async def record_new_files(
     session: AsyncSession, context: RunContext, page: Sequence[ListedObject]
 ) -> int:
-    result = await session.execute(
-        INSERT_NEW_FILES,
-        {
-            "ingestion_id": context.ingestion_id,
-            "run_id": context.run_id,
-            "paths": [item.path for item in page],
-            "etags": [item.etag for item in page],
-            "sizes": [item.size for item in page],
-            "modified": [item.last_modified for item in page],
-            "reingest_overwrites": context.spec.overwrite_policy == "reingest",
-        },
-    )
+    new = await insert_new_files(session, context.ingestion_id, context.run_id, context.spec, page)
     await session.commit()
-    return len(result.all())
+    return len(new)
 
 
 async def pending_files(session: AsyncSession, run_id: uuid.UUID) -> list[DiscoveredFile]:

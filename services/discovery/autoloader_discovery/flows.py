@@ -1,7 +1,8 @@
 """The Prefect flow `run_ingestion`: discover an ingestion's new files and hand them on.
 
-The flow only orchestrates small tasks: open the run, list and record new files page by page,
-publish them to `autoloader.files` for the processor pool. It carries ids only; everything else
+The flow only orchestrates small tasks: open the run, list and record new files page by page
+(or, for a backfill, replay the window's file events and queue those files again), publish
+them to `autoloader.files` for the processor pool. It carries ids only; everything else
 is read from the database. Timeout and retries come from AUTOLOADER_FLOW_* settings, which
 scheduler-sync puts in each deployment's environment.
 """
@@ -17,6 +18,7 @@ from prefect import flow, get_run_logger, runtime, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from autoloader_discovery.backfill import Progress, Replay, Window
 from autoloader_discovery.discovery import (
     RunContext,
     fail_run,
@@ -30,6 +32,7 @@ from autoloader_discovery.settings import DiscoverySettings
 from shared.crypto import CredentialCipher
 from shared.db import create_engine, session_factory
 from shared.events import FilesDiscovered
+from shared.models import RunTrigger
 
 
 @task(name="start_run", cache_policy=NO_CACHE)
@@ -64,6 +67,27 @@ async def discover_files_task(
     return new
 
 
+@task(name="replay_files", cache_policy=NO_CACHE)
+async def replay_files_task(
+    engine: AsyncEngine, settings: DiscoverySettings, context: RunContext
+) -> int:
+    """A backfill: replay the window's file events and queue those files again."""
+    logger = get_run_logger()
+
+    def report(progress: Progress) -> None:
+        logger.info("backfill progress: %s", progress.as_dict())
+
+    replay = Replay(
+        ingestion_id=context.ingestion_id,
+        run_id=context.run_id,
+        window=Window.of(context.parameters or {}),
+        sessions=session_factory(engine),
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        report=report,
+    )
+    return (await replay.run()).files_queued
+
+
 @task(name="publish_files", cache_policy=NO_CACHE)
 async def publish_files_task(
     engine: AsyncEngine, settings: DiscoverySettings, context: RunContext
@@ -82,6 +106,7 @@ async def publish_files_task(
                 ingestion_id=context.ingestion_id,
                 run_id=context.run_id,
                 files=files[start : start + settings.files_per_event],
+                replayed=context.trigger == RunTrigger.BACKFILL,
             )
             await producer.send_and_wait(
                 event.topic.name, event.model_dump_json().encode(), key=event.key
@@ -103,9 +128,11 @@ async def run_ingestion(ingestion_id: str, run_id: str | None = None) -> dict[st
         async with asyncio.timeout(settings.flow.timeout_seconds):
             start = start_run_task.with_options(retries=retries, retry_delay_seconds=delay)
             discover = discover_files_task.with_options(retries=retries, retry_delay_seconds=delay)
+            replay = replay_files_task.with_options(retries=retries, retry_delay_seconds=delay)
             publish = publish_files_task.with_options(retries=retries, retry_delay_seconds=delay)
             context = await start(engine, settings, ingestion_id, run_id)
-            new = await discover(engine, settings, context)
+            find = replay if context.trigger == RunTrigger.BACKFILL else discover
+            new = await find(engine, settings, context)
             published = await publish(engine, settings, context)
         return {"run_id": str(context.run_id), "new_files": new, "published": published}
     except BaseException as error:

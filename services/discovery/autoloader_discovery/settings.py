@@ -18,6 +18,14 @@ from shared.settings import (
 class DiscoverySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUTOLOADER_DISCOVERY_")
 
+    group_id: str = "discovery"
+    notification_join_seconds: float = Field(
+        default=10.0, ge=0, description="notified files join an s3_event run this young"
+    )
+    seaweedfs_bridge: bool = Field(
+        default=False,
+        description="translate SeaweedFS filer events into S3 notifications (local stack)",
+    )
     page_size: int = Field(default=1000, ge=1, le=1000)
     files_per_event: int = Field(default=100, ge=1)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)

@@ -28,6 +28,7 @@ class ClaimedFile:
     size: int
     attempts: int
     batch_id: str
+    target_table: str | None = None  # None: the ingestion's own table
 
 
 def _claimable(ingestion_id: uuid.UUID) -> list[ColumnElement[bool]]:
@@ -88,11 +89,19 @@ async def claim_batch(
             FileState.size,
             FileState.attempts,
             FileState.batch_id,
+            FileState.target_table,
         )
     )
     files = [
         ClaimedFile(
-            row.id, row.run_id, row.path, row.etag, row.size, row.attempts, row.batch_id or ""
+            row.id,
+            row.run_id,
+            row.path,
+            row.etag,
+            row.size,
+            row.attempts,
+            row.batch_id or "",
+            row.target_table,
         )
         for row in claimed.all()
     ]

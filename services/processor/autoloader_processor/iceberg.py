@@ -82,19 +82,26 @@ class IcebergWriter:
         counts = {file_key(row[SOURCE_FILE]): int(row["count"]) for row in rows}
         return {path: counts.get(file_key(path), 0) for path in paths}
 
-    def write(self, spec: IngestionSpec, paths: Sequence[str], batch_id: str) -> BatchOutcome:
-        table = spec.destination.qualified
+    def write(
+        self, spec: IngestionSpec, paths: Sequence[str], batch_id: str, table: str
+    ) -> BatchOutcome:
+        """Land the files in `table` (quoted) in one commit, unless the batch is there."""
         if self.committed(table, batch_id):
             return BatchOutcome(self.records_in_table(table, paths), already_committed=True)
         cached: list[DataFrame] = []
         try:
-            return self._land(spec, paths, batch_id, cached)
+            return self._land(spec, table, paths, batch_id, cached)
         finally:
             for frame in cached:  # what this batch cached on the Spark server
                 frame.unpersist()
 
     def _land(
-        self, spec: IngestionSpec, paths: Sequence[str], batch_id: str, cached: list[DataFrame]
+        self,
+        spec: IngestionSpec,
+        table: str,
+        paths: Sequence[str],
+        batch_id: str,
+        cached: list[DataFrame],
     ) -> BatchOutcome:
         outcome = BatchOutcome()
         readable = list(paths)
@@ -116,7 +123,7 @@ class IcebergWriter:
         if keep:
             landing = frame.where(~F.col(SOURCE_FILE).isin(sorted(empty))) if empty else frame
             self.before_commit()
-            self._commit(spec, landing, batch_id)
+            self._commit(spec, table, landing, batch_id)
         keyed = {file_key(spark_file): total for spark_file, (total, _) in counts.items()}
         outcome.records = {p: keyed.get(file_key(p), 0) for p in keep}
         return outcome
@@ -176,8 +183,7 @@ class IcebergWriter:
                 failed[path] = f"unreadable as {spec.format.type}: {_first_line(error)}"
         return failed
 
-    def _commit(self, spec: IngestionSpec, frame: DataFrame, batch_id: str) -> None:
-        table = spec.destination.qualified
+    def _commit(self, spec: IngestionSpec, table: str, frame: DataFrame, batch_id: str) -> None:
         writer = frame.writeTo(table).option(f"snapshot-property.{BATCH_PROPERTY}", batch_id)
         if not self.spark.catalog.tableExists(table):
             try:

@@ -31,7 +31,7 @@ from autoloader_processor.settings import ProcessorSettings
 from shared.events import FileFailed
 from shared.models import Ingestion
 from shared.runs import complete_run_if_done
-from shared.spec import IngestionSpec
+from shared.spec import IngestionSpec, quoted
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +85,15 @@ class Processor:
     async def process(
         self, ingestion: Ingestion, spec: IngestionSpec, files: Sequence[ClaimedFile]
     ) -> None:
-        batches: dict[str, list[ClaimedFile]] = defaultdict(list)
+        # One commit per batch and table: a backfill may send files to another table.
+        batches: dict[tuple[str, str | None], list[ClaimedFile]] = defaultdict(list)
         for file in files:
-            batches[file.batch_id].append(file)
-        for batch_id, batch in batches.items():
+            batches[(file.batch_id, file.target_table)].append(file)
+        for (batch_id, target), batch in batches.items():
             paths = [file.path for file in batch]
+            table = quoted(target) if target else spec.destination.qualified
             try:
-                outcome = await asyncio.to_thread(self.writer.write, spec, paths, batch_id)
+                outcome = await asyncio.to_thread(self.writer.write, spec, paths, batch_id, table)
             except Exception as error:
                 reason = f"batch {batch_id} failed: {type(error).__name__}: {error}"
                 log.warning(

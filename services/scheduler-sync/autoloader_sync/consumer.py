@@ -1,4 +1,5 @@
-"""The FastStream application of scheduler-sync: wiring only, built from settings."""
+"""The FastStream application of scheduler-sync (ingestion events into Prefect, upstream
+commands into runs): wiring only, built from settings."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.message import StreamMessage
 
+from autoloader_sync.commands import CommandHandler
 from autoloader_sync.handler import EventHandler
 from autoloader_sync.prefect_gateway import PrefectGateway
 from autoloader_sync.settings import SyncSettings
 from autoloader_sync.sync import Syncer
+from shared.consumers import DeadLetters
 from shared.db import create_engine, session_factory
-from shared.topics import DLQ, INGESTION_EVENTS
+from shared.topics import COMMANDS, INGESTION_EVENTS
 
 
 def build_syncer(settings: SyncSettings) -> Syncer:
@@ -32,22 +35,9 @@ async def raw_body(message: StreamMessage[Any]) -> bytes:
 
 def broker_factory(settings: SyncSettings, syncer: Syncer) -> KafkaBroker:
     broker = KafkaBroker(settings.kafka.bootstrap_servers)
-
-    async def dead_letter(raw: bytes, key: bytes | None, reason: str) -> None:
-        await broker.publish(
-            raw,
-            topic=DLQ.name,
-            key=key,
-            headers={
-                "reason": reason[:4000],
-                "source_topic": INGESTION_EVENTS.name,
-                "consumer": settings.group_id,
-            },
-        )
-
     handler = EventHandler(
         syncer,
-        dead_letter,
+        DeadLetters(broker, INGESTION_EVENTS.name, settings.group_id).send,
         retry_initial_seconds=settings.retry_initial_seconds,
         retry_max_seconds=settings.retry_max_seconds,
     )
@@ -63,7 +53,25 @@ def broker_factory(settings: SyncSettings, syncer: Syncer) -> KafkaBroker:
     async def on_ingestion_event(body: bytes, message: KafkaMessage) -> None:
         await handler.handle(body, message.raw_message.key)  # type: ignore[union-attr]
 
+    _subscribe_commands(broker, settings, syncer)
     return broker
+
+
+def _subscribe_commands(broker: KafkaBroker, settings: SyncSettings, syncer: Syncer) -> None:
+    """Upstream commands become runs (and their events), in a consumer group of their own."""
+    group = f"{settings.group_id}-commands"
+    commands = CommandHandler(syncer.sessions, DeadLetters(broker, COMMANDS.name, group))
+
+    @broker.subscriber(
+        COMMANDS.name,
+        decoder=raw_body,
+        group_id=group,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK,
+        max_poll_interval_ms=3_600_000,
+    )
+    async def on_command(body: bytes, message: KafkaMessage) -> None:
+        await commands.handle(body, message.raw_message.key)  # type: ignore[union-attr]
 
 
 def application_factory(settings: SyncSettings) -> FastStream:

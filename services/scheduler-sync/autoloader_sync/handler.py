@@ -8,17 +8,16 @@ it in the partition is skipped.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from prometheus_client import Counter
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from autoloader_sync.prefect_gateway import is_unavailable
 from autoloader_sync.sync import Syncer
+from shared import consumers
 from shared.events import (
     BackfillRequested,
     IngestionEvent,
@@ -35,11 +34,7 @@ DeadLetter = Callable[[bytes, bytes | None, str], Awaitable[None]]
 
 
 def is_transient(error: BaseException) -> bool:
-    if isinstance(error, OperationalError | InterfaceError):
-        return True
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
-        return True
-    return is_unavailable(error)
+    return consumers.is_transient(error) or is_unavailable(error)
 
 
 @dataclass
@@ -77,27 +72,16 @@ class EventHandler:
         return "dead-lettered"
 
     async def apply(self, event: IngestionEvent) -> str:
-        if isinstance(event, IngestionTriggered):
+        if isinstance(event, IngestionTriggered | BackfillRequested):
+            # A backfill is a flow run like any other: the flow sees the run's trigger.
             return await self.syncer.trigger(event.ingestion_id, event.run_id)
-        if isinstance(event, BackfillRequested):
-            return "not for scheduler-sync"
         return await self.syncer.sync_ingestion(event.ingestion_id)
 
     async def _apply_with_retry(self, event: IngestionEvent) -> str:
-        delay = self.retry_initial_seconds
-        while True:
-            try:
-                return await self.apply(event)
-            except Exception as error:
-                if not is_transient(error):
-                    raise
-                log.warning(
-                    "%s for ingestion %s: %s: %s; retrying in %.0fs",
-                    event.event_type,
-                    event.ingestion_id,
-                    type(error).__name__,
-                    error,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max_seconds)
+        return await consumers.retrying(
+            lambda: self.apply(event),
+            f"{event.event_type} for ingestion {event.ingestion_id}",
+            is_transient,
+            self.retry_initial_seconds,
+            self.retry_max_seconds,
+        )

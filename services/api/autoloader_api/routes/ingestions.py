@@ -11,8 +11,9 @@ from autoloader_api import ingestions
 from autoloader_api.deps import CipherDep, TenantDep, UowDep
 from autoloader_api.routes.runs import run_out
 from autoloader_api.schemas import FileOut, IngestionOut, Page, RunAccepted, RunOut
-from shared.models import FileStatus, IngestionStatus
-from shared.spec import IngestionSpec
+from shared.models import FileStatus, IngestionStatus, RunTrigger
+from shared.spec import BackfillSpec, IngestionSpec
+from shared.triggers import NotFound, trigger_run
 
 router = APIRouter(prefix="/api/v1/ingestions", tags=["ingestions"])
 
@@ -50,7 +51,7 @@ async def get_ingestion(
 ) -> IngestionOut:
     ingestion = await uow.ingestions.get(tenant.id, ingestion_id)
     if ingestion is None:
-        raise ingestions.NotFound(f"ingestion {ingestion_id} not found")
+        raise NotFound(f"ingestion {ingestion_id} not found")
     return ingestions.to_out(ingestion, cipher)
 
 
@@ -93,12 +94,37 @@ async def run_ingestion(
     uow: UowDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> RunAccepted:
-    run = await ingestions.trigger_run(
+    run = await trigger_run(
         uow,
-        tenant,
+        tenant.id,
         ingestion_id,
+        trigger=RunTrigger.MANUAL,
         requested_by=f"api:{tenant.name}",
         idempotency_key=idempotency_key,
+    )
+    return RunAccepted(run_id=run.id, status=run.status)
+
+
+@router.post(
+    "/{ingestion_id}/backfill", status_code=status.HTTP_202_ACCEPTED, response_model=RunAccepted
+)
+async def backfill_ingestion(
+    ingestion_id: uuid.UUID,
+    backfill: BackfillSpec,
+    tenant: TenantDep,
+    uow: UowDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> RunAccepted:
+    """Replay the ingestion's files discovered in [since, until) from `autoloader.files`;
+    follow the run's `progress` at GET /api/v1/runs/{run_id}."""
+    run = await trigger_run(
+        uow,
+        tenant.id,
+        ingestion_id,
+        trigger=RunTrigger.BACKFILL,
+        requested_by=f"api:{tenant.name}",
+        idempotency_key=idempotency_key,
+        backfill=backfill,
     )
     return RunAccepted(run_id=run.id, status=run.status)
 
@@ -128,7 +154,7 @@ async def list_runs(
     offset: Offset = 0,
 ) -> Page[RunOut]:
     if await uow.ingestions.get(tenant.id, ingestion_id) is None:
-        raise ingestions.NotFound(f"ingestion {ingestion_id} not found")
+        raise NotFound(f"ingestion {ingestion_id} not found")
     rows, total = await uow.runs.list(ingestion_id, limit=limit, offset=offset)
     items = [await run_out(uow, row) for row in rows]
     return Page(items=items, total=total, limit=limit, offset=offset)
@@ -144,7 +170,7 @@ async def list_files(
     offset: Offset = 0,
 ) -> Page[FileOut]:
     if await uow.ingestions.get(tenant.id, ingestion_id) is None:
-        raise ingestions.NotFound(f"ingestion {ingestion_id} not found")
+        raise NotFound(f"ingestion {ingestion_id} not found")
     rows, total = await uow.files.list(ingestion_id, status=status, limit=limit, offset=offset)
     items = [FileOut.model_validate(row) for row in rows]
     return Page(items=items, total=total, limit=limit, offset=offset)

@@ -7,9 +7,9 @@ import uuid
 from fastapi import APIRouter
 
 from autoloader_api.deps import TenantDep, UowDep
-from autoloader_api.ingestions import NotFound
 from autoloader_api.schemas import RunOut
 from shared.models import Run
+from shared.triggers import NotFound
 from shared.uow import UnitOfWork
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])

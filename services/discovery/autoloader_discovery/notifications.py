@@ -1,0 +1,134 @@
+"""S3 event notifications to PENDING files, with no listing.
+
+Each ObjectCreated record goes to every active ingestion whose source takes notifications and
+whose bucket, prefix and file pattern match the object. Per ingestion, the new objects join
+the ingestion's open `s3_event` run when one began within the join window, or open a new
+run, and are recorded PENDING in the same transaction; the caller then publishes them to
+`autoloader.files`. An object already recorded (a repeated notification, or one the safety-net
+listing found first) is not recorded again, so it is ingested once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from autoloader_discovery.discovery import insert_new_files
+from autoloader_discovery.listing import ListedObject, matches
+from shared.events import FilesDiscovered
+from shared.models import Ingestion, IngestionStatus, Run, RunStatus, RunTrigger
+from shared.s3_events import S3EventRecord
+from shared.spec import IngestionSpec
+
+
+@dataclass(frozen=True, eq=False)
+class Subscriber:
+    """An active ingestion fed by notifications."""
+
+    ingestion_id: uuid.UUID
+    tenant_id: uuid.UUID
+    spec: IngestionSpec
+
+    def wants(self, record: S3EventRecord) -> bool:
+        source = self.spec.source
+        if record.bucket != source.bucket or not record.key.startswith(source.prefix):
+            return False
+        relative = record.key[len(source.prefix) :]
+        return not relative.endswith("/") and matches(relative, source.file_pattern)
+
+
+async def subscribers(session: AsyncSession, buckets: Sequence[str]) -> list[Subscriber]:
+    rows = await session.scalars(
+        select(Ingestion).where(
+            Ingestion.source_bucket.in_(sorted(set(buckets))),
+            Ingestion.source_type == "s3",
+            Ingestion.status == IngestionStatus.ACTIVE,
+            Ingestion.deleted_at.is_(None),
+        )
+    )
+    found = [
+        Subscriber(row.id, row.tenant_id, IngestionSpec.model_validate(row.spec)) for row in rows
+    ]
+    return [subscriber for subscriber in found if subscriber.spec.uses_notifications]
+
+
+def route(
+    records: Sequence[S3EventRecord], candidates: Sequence[Subscriber]
+) -> dict[Subscriber, list[ListedObject]]:
+    """The created objects each subscriber takes; removals and unmatched objects drop out."""
+    routed: dict[Subscriber, dict[str, ListedObject]] = defaultdict(dict)
+    for record in records:
+        if not record.created or not record.etag:
+            continue
+        listed = ListedObject(record.path, record.etag, record.s3.object.size, record.event_time)
+        for subscriber in candidates:
+            if subscriber.wants(record):
+                routed[subscriber][f"{listed.path}\0{listed.etag}"] = listed
+    return {subscriber: list(objects.values()) for subscriber, objects in routed.items()}
+
+
+async def record_notified(
+    session: AsyncSession,
+    subscriber: Subscriber,
+    objects: Sequence[ListedObject],
+    join_window: timedelta,
+) -> FilesDiscovered | None:
+    """Record the objects under an open or new `s3_event` run; the event to publish, or None
+    when every object was known already."""
+    run_id = await _open_run(session, subscriber, join_window)
+    new = await insert_new_files(session, subscriber.ingestion_id, run_id, subscriber.spec, objects)
+    if not new:
+        await session.rollback()  # a run opened for nothing is not kept
+        return None
+    await session.execute(
+        update(Run)
+        .where(Run.id == run_id)
+        .values(files_expected=func.coalesce(Run.files_expected, 0) + len(new))
+    )
+    await session.commit()
+    return FilesDiscovered(
+        tenant_id=subscriber.tenant_id,
+        ingestion_id=subscriber.ingestion_id,
+        run_id=run_id,
+        files=new,
+    )
+
+
+async def _open_run(
+    session: AsyncSession, subscriber: Subscriber, join_window: timedelta
+) -> uuid.UUID:
+    """The open `s3_event` run of the window, locked so it cannot close while files join it;
+    else a new one."""
+    joined = await session.scalar(
+        select(Run.id)
+        .where(
+            Run.ingestion_id == subscriber.ingestion_id,
+            Run.trigger == RunTrigger.S3_EVENT,
+            Run.status == RunStatus.RUNNING,
+            Run.created_at > datetime.now(UTC) - join_window,
+        )
+        .order_by(Run.created_at.desc())
+        .limit(1)
+        .with_for_update()
+    )
+    if joined is not None:
+        return joined
+    run = Run(
+        id=uuid.uuid4(),
+        ingestion_id=subscriber.ingestion_id,
+        tenant_id=subscriber.tenant_id,
+        trigger=RunTrigger.S3_EVENT,
+        status=RunStatus.RUNNING,
+        requested_by="s3 event notification",
+        started_at=datetime.now(UTC),
+        files_expected=0,
+    )
+    session.add(run)
+    await session.flush()
+    return run.id

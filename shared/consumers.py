@@ -1,0 +1,76 @@
+"""What every Kafka consumer of Autoloader does the same way.
+
+- A message it cannot parse or apply goes to `autoloader.dlq` with the reason, the topic it
+  came from and the consumer group in its headers, and the consumer carries on.
+- While a dependency is unreachable (the database, Kafka, Prefect) the consumer retries with
+  backoff and does not return, so the offset is not committed and nothing behind the message
+  in its partition is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from faststream.kafka import KafkaBroker
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from shared.topics import DLQ
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DeadLetters:
+    """Sends one consumer's rejects to the DLQ."""
+
+    broker: KafkaBroker
+    source_topic: str
+    consumer: str
+
+    async def send(self, raw: bytes, key: bytes | None, reason: str) -> None:
+        log.error("dead-lettering a message of %s: %s", self.source_topic, reason[:500])
+        await self.broker.publish(
+            raw,
+            topic=DLQ.name,
+            key=key,
+            headers={
+                "reason": reason[:4000],
+                "source_topic": self.source_topic,
+                "consumer": self.consumer,
+            },
+        )
+
+
+def is_transient(error: BaseException) -> bool:
+    """Failures that pass when the database or Kafka comes back."""
+    if isinstance(error, OperationalError | InterfaceError | OSError | TimeoutError):
+        return True
+    if isinstance(error, KafkaConnectionError | KafkaTimeoutError):
+        return True
+    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+
+
+async def retrying(
+    action: Callable[[], Awaitable[T]],
+    what: str,
+    transient: Callable[[BaseException], bool] = is_transient,
+    initial_seconds: float = 1.0,
+    max_seconds: float = 60.0,
+) -> T:
+    """Await action until it succeeds or fails for a reason that is not transient."""
+    delay = initial_seconds
+    while True:
+        try:
+            return await action()
+        except Exception as error:
+            if not transient(error):
+                raise
+            log.warning("%s: %s: %s; retrying in %.0fs", what, type(error).__name__, error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_seconds)
