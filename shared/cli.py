@@ -11,7 +11,7 @@ from pathlib import Path
 from shared import backfill_cli
 from shared.kafka_admin import ensure_topics
 from shared.settings import KafkaSettings
-from shared.topics import ALL_TOPICS, DAY_MS, Topic
+from shared.topics import ALL_TOPICS, DAY_MS, SEAWEEDFS_FILER, Topic
 
 
 def _topics(args: argparse.Namespace) -> int:
@@ -19,7 +19,8 @@ def _topics(args: argparse.Namespace) -> int:
         for topic in ALL_TOPICS:
             print(_describe(topic))
         return 0
-    created = asyncio.run(ensure_topics(KafkaSettings().bootstrap_servers))
+    wanted = (*ALL_TOPICS, SEAWEEDFS_FILER) if args.seaweedfs else ALL_TOPICS
+    created = asyncio.run(ensure_topics(KafkaSettings().bootstrap_servers, wanted))
     print(f"created {len(created)} topics: {', '.join(created)}" if created else "all topics exist")
     return 0
 
@@ -43,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     topics = commands.add_parser("topics", help="Kafka topics of shared/topics.py")
     topics.add_argument("action", choices=["ensure", "list"])
+    topics.add_argument(
+        "--seaweedfs",
+        action="store_true",
+        help=f"also {SEAWEEDFS_FILER.name} (S3 store: SeaweedFS)",
+    )
     topics.set_defaults(handler=_topics)
     db = commands.add_parser("db", help="the application database")
     db.add_argument("action", choices=["upgrade"])

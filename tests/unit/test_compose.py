@@ -56,7 +56,7 @@ NATIVE_TO_COMPOSE = {
     "api": "api",
     "dev-api-key": "dev-api-key",
     "scheduler-sync": "scheduler-sync",
-    "s3-events": "s3-events",
+    "discovery": "s3-events",
     "processor": "processor",
 }
 
@@ -328,4 +328,4 @@ def test_set_up_steps_create_what_the_native_stack_creates() -> None:
 
     kafka_env = environment(defined["kafka"])
     assert kafka_env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
-    assert command(defined["kafka-topics"]) == ["autoloader", "topics", "ensure"]
+    assert command(defined["kafka-topics"]) == ["autoloader", "topics", "ensure", "--seaweedfs"]

@@ -250,7 +250,7 @@ def test_deployments_run_their_commands_with_the_whole_environment(
         "api": ["autoloader-api", "serve"],
         "scheduler-sync": ["autoloader-sync", "run"],
         "discovery-worker": ["prefect", "worker", "start"],
-        "s3-events": ["autoloader-discovery", "s3-events"],
+        "s3-events": ["autoloader-discovery", "run"],
         "processor": ["autoloader-processor", "run"],
     }
 
