@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -122,7 +123,9 @@ class Replay:
             await consumer.stop()
 
     async def _replay(self, consumer: AIOKafkaConsumer) -> Progress:
-        partitions = [TopicPartition(FILES.name, p) for p in sorted(await _partitions(consumer))]
+        partitions = [
+            TopicPartition(FILES.name, p) for p in sorted(await _partitions(self.bootstrap_servers))
+        ]
         consumer.assign(partitions)
         starts, ends = await self._bounds(consumer, partitions)
         progress = Progress(messages_total=sum(ends[tp] - starts[tp] for tp in partitions))
@@ -214,14 +217,17 @@ class Replay:
             await reported
 
 
-async def _partitions(consumer: AIOKafkaConsumer) -> set[int]:
-    partitions = consumer.partitions_for_topic(FILES.name)
-    if not partitions:
-        await consumer.topics()  # refreshes the metadata
-        partitions = consumer.partitions_for_topic(FILES.name)
+async def _partitions(bootstrap_servers: str) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        [topic] = await admin.describe_topics([FILES.name])
+    finally:
+        await admin.close()
+    partitions = sorted(partition["partition"] for partition in topic.get("partitions", []))
     if not partitions:
         raise LookupError(f"topic {FILES.name} has no partitions: run `autoloader topics ensure`")
-    return set(partitions)
+    return partitions
 
 
 def _ms(instant: datetime) -> int:
