@@ -9,8 +9,18 @@ from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
-from shared.events import IngestionEvent
-from shared.topics import INGESTION_EVENTS
+from shared.commands import UpstreamCommand
+from shared.events import FilesDiscovered, IngestionEvent, RunCompleted
+from shared.s3_events import S3EventNotification
+from shared.topics import COMMANDS, FILES, INGESTION_EVENTS, RUN_EVENTS, S3_EVENTS
+
+
+async def upstream_command(body: UpstreamCommand) -> None:
+    """TriggerIngestion or RequestBackfill; see the README for an example."""
+
+
+async def s3_event_notification(body: S3EventNotification) -> None:
+    """AWS's record format; an SNS envelope of it and s3:TestEvent are accepted too."""
 
 
 def asyncapi() -> FastStream:
@@ -22,6 +32,10 @@ def asyncapi() -> FastStream:
         description=INGESTION_EVENTS.description,
         schema=IngestionEvent,
     )
+    for topic, schema in ((FILES, FilesDiscovered), (RUN_EVENTS, RunCompleted)):
+        broker.publisher(topic.name, title=topic.name, description=topic.description, schema=schema)
+    for topic, handler in ((COMMANDS, upstream_command), (S3_EVENTS, s3_event_notification)):
+        broker.subscriber(topic.name, title=topic.name, description=topic.description)(handler)
     specification = AsyncAPI(
         title="Autoloader events",
         version="0.1.0",

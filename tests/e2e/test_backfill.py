@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from autoloader_discovery.backfill import Progress, Replay, Window
+from shared.db import create_engine, session_factory
 from tests.e2e.conftest import eventually
 from tests.e2e.test_ingestion_pipeline import ingestion, put_json_files, run_and_wait
 
@@ -46,7 +48,12 @@ async def ingested_in_two_halves(
 
 
 async def test_a_reprocessing_backfill_since_the_midpoint_writes_exactly_the_later_files(
-    api: httpx.AsyncClient, s3: Any, spark: Any, tables: tuple[str, str]
+    api: httpx.AsyncClient,
+    s3: Any,
+    spark: Any,
+    tables: tuple[str, str],
+    database_settings: Any,
+    kafka_settings: Any,
 ) -> None:
     table, target = tables
     ingestion_id, midpoint = await ingested_in_two_halves(api, s3, table)
@@ -82,6 +89,27 @@ async def test_a_reprocessing_backfill_since_the_midpoint_writes_exactly_the_lat
     [run] = [r for r in await _runs(api, ingestion_id) if r["trigger"] == "backfill"]
     assert run["progress"]["files_queued"] == 7
     assert run["parameters"]["target_table"] == f"spark_catalog.default.{target}"
+
+    again = await replay_again(run, database_settings, kafka_settings)
+    assert (again.files_matched, again.files_queued) == (7, 0), "the same messages twice"
+    assert (await _runs(api, ingestion_id))[0]["file_counts"] == run["file_counts"]
+
+
+async def replay_again(run: dict[str, Any], database: Any, kafka: Any) -> Progress:
+    """The backfill's replay once more, from the start of its window (a new consumer group)."""
+    engine = create_engine(database)
+    try:
+        replay = Replay(
+            ingestion_id=uuid.UUID(run["ingestion_id"]),
+            run_id=uuid.UUID(run["id"]),
+            window=Window.of(run["parameters"]),
+            sessions=session_factory(engine),
+            bootstrap_servers=kafka.bootstrap_servers,
+            consumer_group=f"e2e-replay-{uuid.uuid4().hex[:8]}",
+        )
+        return await replay.run()
+    finally:
+        await engine.dispose()
 
 
 async def test_a_backfill_without_reprocess_skips_files_already_ingested(

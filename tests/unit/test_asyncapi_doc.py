@@ -44,5 +44,10 @@ def test_committed_asyncapi_document_matches_the_event_schemas(tmp_path: Path) -
         "IngestionResumed",
         "IngestionTriggered",
         "BackfillRequested",
+        "TriggerIngestion",
+        "RequestBackfill",
+        "S3EventNotification",
+        "FilesDiscovered",
+        "RunCompleted",
     ):
         assert event in schemas, f"{event} is missing from the AsyncAPI document"

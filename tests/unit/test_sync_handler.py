@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import httpx
@@ -10,7 +11,7 @@ import pytest
 
 from autoloader_sync.handler import EventHandler
 from autoloader_sync.sync import Syncer
-from shared.events import IngestionPaused, IngestionTriggered
+from shared.events import BackfillRequested, IngestionPaused, IngestionTriggered
 
 pytestmark = pytest.mark.unit
 
@@ -92,3 +93,20 @@ async def test_a_trigger_creates_a_flow_run_through_the_syncer() -> None:
 
     assert await handler.handle(event.model_dump_json().encode(), None) == "triggered"
     assert syncer.triggered == [run_id]
+
+
+async def test_a_backfill_request_starts_a_flow_run_of_its_run() -> None:
+    syncer = FakeSyncer([])
+    handler, letters = handler_for(syncer)
+    run_id = uuid.uuid4()
+    event = BackfillRequested(
+        tenant_id=uuid.uuid4(),
+        ingestion_id=uuid.uuid4(),
+        run_id=run_id,
+        since=datetime(2026, 11, 1, tzinfo=UTC),
+        reprocess=True,
+    )
+
+    outcome = await handler.handle(event.model_dump_json().encode(), b"key")
+
+    assert (outcome, syncer.triggered, letters) == ("triggered", [run_id], [])

@@ -17,7 +17,7 @@ not queued twice, so replaying the same messages again changes nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -103,11 +103,12 @@ class Replay:
     window: Window
     sessions: async_sessionmaker[AsyncSession]
     bootstrap_servers: str
-    report: Callable[[Progress], Awaitable[None] | None] = lambda _: None
+    report: Callable[[Progress], None] = lambda _: None
+    consumer_group: str | None = None  # default: autoloader-backfill-<run id>
 
     @property
     def group_id(self) -> str:
-        return f"autoloader-backfill-{self.run_id}"
+        return self.consumer_group or f"autoloader-backfill-{self.run_id}"
 
     async def run(self) -> Progress:
         consumer = AIOKafkaConsumer(
@@ -212,9 +213,7 @@ class Replay:
             await session.execute(
                 update(Run).where(Run.id == self.run_id).values(progress=progress.as_dict())
             )
-        reported = self.report(progress)
-        if reported is not None:
-            await reported
+        self.report(progress)
 
 
 async def _partitions(bootstrap_servers: str) -> list[int]:

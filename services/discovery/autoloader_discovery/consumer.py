@@ -23,6 +23,7 @@ from autoloader_discovery.settings import DiscoverySettings
 from shared.consumers import DeadLetters, retrying
 from shared.db import create_engine, session_factory
 from shared.events import FilesDiscovered
+from shared.faults import halt
 from shared.s3 import s3_client
 from shared.s3_events import NotAnS3Event, S3EventRecord, parse_notification
 from shared.topics import FILES, S3_EVENTS, SEAWEEDFS_FILER
@@ -42,6 +43,7 @@ class NotificationHandler:
     publish: Callable[[FilesDiscovered], Awaitable[None]]
     dead_letters: DeadLetters
     join_window: timedelta
+    after_record: Callable[[], None] = lambda: None  # a crash point, in crash tests
 
     async def handle(self, raw: bytes, key: bytes | None) -> int:
         """Record and publish the new files of one notification; return how many."""
@@ -51,6 +53,8 @@ class NotificationHandler:
             await self.dead_letters.send(raw, key, f"unparseable S3 event notification: {error}")
             return 0
         events = await retrying(lambda: self._record(records), "recording notified files")
+        if events:
+            self.after_record()
         for event in events:
             await retrying(partial(self.publish, event), "publishing notified files")
             log.info(
@@ -87,6 +91,7 @@ def broker_factory(settings: DiscoverySettings) -> KafkaBroker:
         publish=publish,
         dead_letters=DeadLetters(broker, S3_EVENTS.name, settings.group_id),
         join_window=timedelta(seconds=settings.notification_join_seconds),
+        after_record=partial(halt, "after-record") if settings.crash_point else lambda: None,
     )
 
     @broker.subscriber(
@@ -95,7 +100,6 @@ def broker_factory(settings: DiscoverySettings) -> KafkaBroker:
         decoder=raw_body,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.ACK,
-        max_poll_interval_ms=3_600_000,
     )
     async def on_s3_event(body: bytes, message: KafkaMessage) -> None:
         await handler.handle(body, message.raw_message.key)  # type: ignore[union-attr]
@@ -117,7 +121,7 @@ def _subscribe_seaweedfs(broker: KafkaBroker, settings: DiscoverySettings) -> No
         SEAWEEDFS_FILER.name,
         group_id=f"{settings.group_id}-seaweedfs",
         decoder=raw_body,
-        auto_offset_reset="latest",
+        auto_offset_reset="earliest",
         ack_policy=AckPolicy.ACK,
     )
     async def on_filer_event(body: bytes, message: KafkaMessage) -> None:

@@ -13,10 +13,11 @@ from faststream.message import StreamMessage
 from pydantic import TypeAdapter, ValidationError
 
 from autoloader_processor.iceberg import IcebergWriter
-from autoloader_processor.pool import Processor, halt
+from autoloader_processor.pool import Processor
 from autoloader_processor.settings import ProcessorSettings
 from shared.db import create_engine, session_factory
 from shared.events import FileFailed, FilesDiscovered
+from shared.faults import halt
 from shared.topics import DLQ, FILES
 
 log = logging.getLogger(__name__)

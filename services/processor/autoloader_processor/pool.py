@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,6 +27,7 @@ from autoloader_processor.claims import (
 from autoloader_processor.iceberg import BatchOutcome, IcebergWriter
 from autoloader_processor.settings import ProcessorSettings
 from shared.events import FileFailed
+from shared.faults import halt
 from shared.models import Ingestion
 from shared.runs import complete_run_if_done
 from shared.spec import IngestionSpec, quoted
@@ -41,13 +40,6 @@ FILE_FAILURES = Counter("autoloader_file_failures_total", "Failed file attempts"
 CLAIM_SECONDS = Histogram("autoloader_claim_seconds", "Time to claim a batch")
 
 DeadLetter = Callable[[FileFailed], Awaitable[None]]
-
-
-def halt(point: str) -> None:
-    """Fault injection for crash tests: announce the point on stderr, then hang until killed."""
-    print(f"AUTOLOADER-CRASH-POINT {point}", file=sys.stderr, flush=True)
-    while True:
-        time.sleep(60)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from autoloader_sync.handler import EventHandler
 from autoloader_sync.sync import Syncer, deployment_spec
-from shared.events import IngestionTriggered, parse_ingestion_event
+from shared.events import BackfillRequested, IngestionTriggered, parse_ingestion_event
 from shared.models import Ingestion, Tenant
 from shared.periodic import every
 from shared.topics import INGESTION_EVENTS
@@ -106,12 +106,12 @@ async def rebuild(
 
 
 def _identity(raw: bytes) -> tuple[str, str]:
-    """What an event is about: its ingestion, or its run for a trigger."""
+    """What an event is about: its ingestion, or its run for a trigger or a backfill."""
     try:
         event = parse_ingestion_event(raw)
     except ValidationError:
         return ("unparseable", str(hash(raw)))
-    if isinstance(event, IngestionTriggered):
+    if isinstance(event, IngestionTriggered | BackfillRequested):
         return ("run", str(event.run_id))
     return ("ingestion", str(event.ingestion_id))
 
