@@ -9,14 +9,10 @@ check  check the database, Kafka, Prefect and the S3 store
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import signal
-
 from autoloader_discovery.consumer import broker_factory
 from autoloader_discovery.settings import DiscoverySettings
-from shared.logs import configure_logging
-from shared.preflight import Check, checks_for, print_results, run_checks
+from shared.preflight import Check, checks_for
+from shared.service import run_or_check, serve
 
 
 def dependency_checks(settings: DiscoverySettings) -> dict[str, Check]:
@@ -24,29 +20,10 @@ def dependency_checks(settings: DiscoverySettings) -> dict[str, Check]:
 
 
 async def _run(settings: DiscoverySettings) -> None:
-    broker = broker_factory(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await broker.start()
-    try:
-        await stop.wait()
-    finally:
-        await broker.stop()
+    await serve(broker_factory(settings))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="autoloader-discovery",
-        description=__doc__,
-        formatter_class=argparse.RawTextHelpFormatter,
+    return run_or_check(
+        "autoloader-discovery", __doc__, DiscoverySettings, dependency_checks, _run, argv
     )
-    parser.add_argument("command", choices=["run", "check"])
-    args = parser.parse_args(argv)
-    configure_logging()
-    settings = DiscoverySettings()
-    if args.command == "check":
-        return print_results(asyncio.run(run_checks(dependency_checks(settings))))
-    asyncio.run(_run(settings))
-    return 0

@@ -15,10 +15,11 @@ from pydantic import TypeAdapter, ValidationError
 from autoloader_processor.iceberg import IcebergWriter
 from autoloader_processor.pool import Processor
 from autoloader_processor.settings import ProcessorSettings
+from shared.consumers import DeadLetters
 from shared.db import create_engine, session_factory
 from shared.events import FileFailed, FilesDiscovered
 from shared.faults import halt
-from shared.topics import DLQ, FILES
+from shared.topics import FILES
 
 log = logging.getLogger(__name__)
 FILES_DISCOVERED = TypeAdapter(FilesDiscovered)
@@ -34,22 +35,13 @@ def _crash_hook(settings: ProcessorSettings) -> Callable[[], None]:
     return lambda: None
 
 
-def build_processor(settings: ProcessorSettings, broker: KafkaBroker) -> Processor:
+def build_processor(settings: ProcessorSettings, dead_letters: DeadLetters) -> Processor:
     from pyspark.sql import SparkSession
 
     spark = SparkSession.builder.remote(settings.spark.remote).create()
 
     async def dead_letter(event: FileFailed) -> None:
-        await broker.publish(
-            event.model_dump_json().encode(),
-            topic=DLQ.name,
-            key=event.key,
-            headers={
-                "reason": event.error[:4000],
-                "source_topic": FILES.name,
-                "consumer": settings.group_id,
-            },
-        )
+        await dead_letters.send(event.model_dump_json().encode(), event.key, event.error)
 
     return Processor(
         settings=settings,
@@ -61,7 +53,8 @@ def build_processor(settings: ProcessorSettings, broker: KafkaBroker) -> Process
 
 def broker_factory(settings: ProcessorSettings) -> tuple[KafkaBroker, Processor]:
     broker = KafkaBroker(settings.kafka.bootstrap_servers)
-    processor = build_processor(settings, broker)
+    dead_letters = DeadLetters(broker, FILES.name, settings.group_id)
+    processor = build_processor(settings, dead_letters)
 
     @broker.subscriber(
         FILES.name,
@@ -76,16 +69,8 @@ def broker_factory(settings: ProcessorSettings) -> tuple[KafkaBroker, Processor]
         try:
             event = FILES_DISCOVERED.validate_json(body)
         except ValidationError as error:
-            await broker.publish(
-                body,
-                topic=DLQ.name,
-                key=message.raw_message.key,  # type: ignore[union-attr]
-                headers={
-                    "reason": f"unparseable file event: {error}"[:4000],
-                    "source_topic": FILES.name,
-                    "consumer": settings.group_id,
-                },
-            )
+            key = message.raw_message.key  # type: ignore[union-attr]
+            await dead_letters.send(body, key, f"unparseable file event: {error}")
             return
         done = await processor.drain(event.ingestion_id)
         log.info(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 
 from autoloader_sync.consumer import broker_factory, build_syncer
@@ -25,6 +24,7 @@ from shared.preflight import (
     print_results,
     run_checks,
 )
+from shared.service import serve
 
 
 def dependency_checks(settings: SyncSettings) -> dict[str, Check]:
@@ -33,20 +33,11 @@ def dependency_checks(settings: SyncSettings) -> dict[str, Check]:
 
 async def _run(settings: SyncSettings) -> None:
     syncer = build_syncer(settings)
-    broker = broker_factory(settings, syncer)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await broker.start()
-    reconciler = asyncio.create_task(
-        periodic_reconcile(syncer, settings.reconcile_interval_seconds, stop)
-    )
-    try:
-        await stop.wait()
-    finally:
-        await reconciler
-        await broker.stop()
+
+    async def reconciling(stop: asyncio.Event) -> None:
+        await periodic_reconcile(syncer, settings.reconcile_interval_seconds, stop)
+
+    await serve(broker_factory(settings, syncer), reconciling)
 
 
 async def _reconcile(settings: SyncSettings, dry_run: bool) -> int:

@@ -1,0 +1,67 @@
+"""Running a consumer service: its broker until SIGINT or SIGTERM, and its `run` and `check`
+commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from faststream.kafka import KafkaBroker
+from pydantic import ValidationError
+
+from shared.logs import configure_logging
+from shared.preflight import Check, print_results, run_checks
+
+S = TypeVar("S")
+Background = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+async def serve(broker: KafkaBroker, background: Background | None = None) -> None:
+    """Consume until SIGINT or SIGTERM, with an optional background task that ends when the
+    event it is given is set; then stop cleanly, leaving the consumer groups."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await broker.start()
+    task = asyncio.create_task(background(stop)) if background else None
+    try:
+        await stop.wait()
+    finally:
+        if task is not None:
+            await task
+        await broker.stop()
+
+
+def run_or_check(
+    prog: str,
+    doc: str | None,
+    settings: Callable[[], S],
+    checks: Callable[[S], dict[str, Check]],
+    run: Callable[[S], Coroutine[Any, Any, None]],
+    argv: list[str] | None,
+) -> int:
+    """The `run | check` command line of a consumer service."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("command", choices=["run", "check"])
+    args = parser.parse_args(argv)
+    configure_logging()
+    try:
+        loaded = settings()
+    except ValidationError as error:
+        print(
+            f"{prog}: invalid settings: {error}\n"
+            "Set the AUTOLOADER_* environment variables (`make env` prints the local stack's).",
+            file=sys.stderr,
+        )
+        return 2
+    if args.command == "check":
+        return print_results(asyncio.run(run_checks(checks(loaded))))
+    asyncio.run(run(loaded))
+    return 0
