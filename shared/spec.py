@@ -220,14 +220,17 @@ class IngestionSpec(StrictModel):
 
     @model_validator(mode="after")
     def _one_listing_schedule(self) -> IngestionSpec:
+        """With notifications, a schedule is the safety-net listing: giving an interval too
+        is a contradiction (the default interval simply gives way to the schedule)."""
         notifications = self.source.notifications
-        if notifications and notifications.safety_net_interval_minutes and self.schedule:
+        if notifications is None or not notifications.safety_net_interval_minutes:
+            return self
+        if self.schedule and "safety_net_interval_minutes" in notifications.model_fields_set:
             raise ValueError(
                 "give either a schedule or source.notifications.safety_net_interval_minutes: "
                 "with notifications, the scheduled listing is the safety net"
             )
-        if notifications and notifications.safety_net_interval_minutes:
-            _every_n_minutes(notifications.safety_net_interval_minutes)
+        _every_n_minutes(notifications.safety_net_interval_minutes)
         return self
 
     @property
