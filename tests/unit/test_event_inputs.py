@@ -6,16 +6,18 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from google.protobuf.message import DecodeError
 from pydantic import ValidationError
 
 from autoloader_discovery.backfill import Window
+from autoloader_discovery.consumer import NotificationHandler
 from autoloader_discovery.notifications import Subscriber, route
 from autoloader_discovery.seaweedfs import to_notification
 from shared.commands import RequestBackfill, TriggerIngestion, parse_command
+from shared.consumers import DeadLetters
 from shared.s3_events import NotAnS3Event, parse_notification
 from shared.spec import BackfillSpec, IngestionSpec
 
@@ -174,3 +176,30 @@ def test_notifications_bring_a_safety_net_listing_unless_there_is_a_schedule() -
         IngestionSpec.model_validate(base)
     del base["source"]["notifications"]["safety_net_interval_minutes"]  # the default gives way
     assert IngestionSpec.model_validate(base).listing_cron() == ("0 * * * *", "UTC")
+
+
+class FakeBroker:
+    def __init__(self) -> None:
+        self.published: list[tuple[bytes, dict[str, Any]]] = []
+
+    async def publish(self, message: bytes, **kwargs: Any) -> None:
+        self.published.append((message, kwargs))
+
+
+async def test_a_notification_that_cannot_be_applied_is_dead_lettered_with_the_reason() -> None:
+    def broken_sessions() -> Any:
+        raise ValueError("a stored spec no longer validates")
+
+    broker = FakeBroker()
+    handler = NotificationHandler(
+        sessions=cast(Any, broken_sessions),
+        publish=cast(Any, None),
+        dead_letters=DeadLetters(cast(Any, broker), "autoloader.s3-events", "discovery"),
+        join_window=timedelta(seconds=10),
+    )
+    raw = json.dumps({"Records": [record("orders/a.json")]}).encode()
+
+    assert await handler.handle(raw, b"k") == 0
+    [(message, kwargs)] = broker.published
+    assert message == raw and kwargs["topic"] == "autoloader.dlq"
+    assert "ValueError: a stored spec no longer validates" in kwargs["headers"]["reason"]

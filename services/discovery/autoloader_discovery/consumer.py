@@ -10,6 +10,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
+from botocore.exceptions import ClientError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.message import StreamMessage
@@ -52,7 +53,12 @@ class NotificationHandler:
         except NotAnS3Event as error:
             await self.dead_letters.send(raw, key, f"unparseable S3 event notification: {error}")
             return 0
-        events = await retrying(lambda: self._record(records), "recording notified files")
+        try:
+            events = await retrying(lambda: self._record(records), "recording notified files")
+        except Exception as error:
+            reason = f"S3 event notification not applied: {type(error).__name__}: {error}"
+            await self.dead_letters.send(raw, key, reason)
+            return 0
         if events:
             self.after_record()
         for event in events:
@@ -115,7 +121,11 @@ def _subscribe_seaweedfs(broker: KafkaBroker, settings: DiscoverySettings) -> No
     client = s3_client(settings.s3)
 
     def etag_of(bucket: str, key: str) -> str:
-        return str(client.head_object(Bucket=bucket, Key=key)["ETag"]).strip('"')
+        """The object's ETag; '' once it is gone (the notification is then dropped)."""
+        try:
+            return str(client.head_object(Bucket=bucket, Key=key)["ETag"]).strip('"')
+        except ClientError:
+            return ""
 
     @broker.subscriber(
         SEAWEEDFS_FILER.name,

@@ -49,6 +49,10 @@ class CommandHandler:
         except Refused as error:
             await self.dead_letters.send(raw, key, f"{command.command_type} refused: {error}")
             return None
+        except Exception as error:
+            reason = f"{command.command_type} not applied: {type(error).__name__}: {error}"
+            await self.dead_letters.send(raw, key, reason)
+            return None
         COMMANDS.labels(command.command_type).inc()
         log.info(
             "%s from %s: run %s, %s",
