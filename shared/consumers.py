@@ -13,16 +13,24 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from faststream.kafka import KafkaBroker
+from faststream.message import StreamMessage
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from shared.topics import DLQ
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+async def raw_body(message: StreamMessage[Any]) -> bytes:
+    """A subscriber's decoder that hands its handler the bytes as sent: the handler validates
+    them itself and dead-letters what does not parse, instead of FastStream failing before
+    the handler runs."""
+    return message.body
 
 
 @dataclass(frozen=True)

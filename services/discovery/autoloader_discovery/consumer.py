@@ -8,12 +8,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import Any
 
 from botocore.exceptions import ClientError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
-from faststream.message import StreamMessage
 from google.protobuf.message import DecodeError
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from autoloader_discovery import seaweedfs
 from autoloader_discovery.notifications import record_notified, route, subscribers
 from autoloader_discovery.settings import DiscoverySettings
-from shared.consumers import DeadLetters, retrying
+from shared.consumers import DeadLetters, raw_body, retrying
 from shared.db import create_engine, session_factory
 from shared.events import FilesDiscovered
 from shared.faults import halt
@@ -32,10 +30,6 @@ from shared.topics import FILES, S3_EVENTS, SEAWEEDFS_FILER
 log = logging.getLogger(__name__)
 
 NOTIFIED_FILES = Counter("autoloader_notified_files_total", "Files recorded from S3 notifications")
-
-
-async def raw_body(message: StreamMessage[Any]) -> bytes:
-    return message.body
 
 
 @dataclass

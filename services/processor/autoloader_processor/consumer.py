@@ -5,17 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
-from faststream.message import StreamMessage
 from pydantic import TypeAdapter, ValidationError
 
 from autoloader_processor.iceberg import IcebergWriter
 from autoloader_processor.pool import Processor
 from autoloader_processor.settings import ProcessorSettings
-from shared.consumers import DeadLetters
+from shared.consumers import DeadLetters, raw_body
 from shared.db import create_engine, session_factory
 from shared.events import FileFailed, FilesDiscovered
 from shared.faults import halt
@@ -23,10 +21,6 @@ from shared.topics import FILES
 
 log = logging.getLogger(__name__)
 FILES_DISCOVERED = TypeAdapter(FilesDiscovered)
-
-
-async def raw_body(message: StreamMessage[Any]) -> bytes:
-    return message.body
 
 
 def _crash_hook(settings: ProcessorSettings) -> Callable[[], None]:

@@ -3,18 +3,15 @@ commands into runs): wiring only, built from settings."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
-from faststream.message import StreamMessage
 
 from autoloader_sync.commands import CommandHandler
 from autoloader_sync.handler import EventHandler
 from autoloader_sync.prefect_gateway import PrefectGateway
 from autoloader_sync.settings import SyncSettings
 from autoloader_sync.sync import Syncer
-from shared.consumers import DeadLetters
+from shared.consumers import DeadLetters, raw_body
 from shared.db import create_engine, session_factory
 from shared.topics import COMMANDS, INGESTION_EVENTS
 
@@ -25,12 +22,6 @@ def build_syncer(settings: SyncSettings) -> Syncer:
     )
     sessions = session_factory(create_engine(settings.database))
     return Syncer(sessions=sessions, prefect=gateway, flow=settings.flow)
-
-
-async def raw_body(message: StreamMessage[Any]) -> bytes:
-    """Hand the handler the bytes as sent: it validates them itself and dead-letters what
-    does not parse, instead of FastStream failing before the handler runs."""
-    return message.body
 
 
 def broker_factory(settings: SyncSettings, syncer: Syncer) -> KafkaBroker:
