@@ -66,8 +66,8 @@ class Kafka(Component):
                     *self._java(classpath),
                     "kafka.tools.StorageTool",
                     "format",
-                    "-t",
-                    _cluster_id(),
+                    # One argument: an id may start with "-", which argparse takes for a flag.
+                    f"--cluster-id={_cluster_id()}",
                     "-c",
                     str(config),
                 ],
