@@ -1,14 +1,22 @@
 """Closing a run once every one of its files is final, with its RunCompleted event.
 
 Discovery (for a run whose files were all processed before it finished counting them) and the
-processor (after each batch) both call this. The update only matches a running run whose
-expected files are all final, so whichever comes last closes the run, and only once. The
-RunCompleted event goes through the outbox, in the same transaction.
+processor (after each batch) both call this, in the transaction that just changed the files.
+The run row is locked first and the files are counted after, in a statement of their own: under
+READ COMMITTED that count sees every transaction that finished its marks and released the lock
+before us. So of two processors finishing a run's last files at once, the second to get the lock
+sees both files final and closes the run, once. The RunCompleted event goes through the outbox,
+in the same transaction.
+
+A run whose discovery was interrupted for good keeps `error` set while it is still running: its
+recorded files close it, `partial` if any of them landed (the listing may have missed files),
+`failed` if none did.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
@@ -18,15 +26,43 @@ from shared.events import RunCompleted
 from shared.models import FileState, FileStatus, Run, RunStatus
 from shared.repositories import OutboxRepository
 
+FINAL_RUN_STATUSES = (RunStatus.SUCCESS, RunStatus.PARTIAL, RunStatus.FAILED)
 
-def outcome(succeeded: int, failed: int) -> RunStatus:
-    if failed == 0:
-        return RunStatus.SUCCESS
-    return RunStatus.FAILED if succeeded == 0 else RunStatus.PARTIAL
+
+def outcome(succeeded: int, failed: int, interrupted: bool = False) -> RunStatus:
+    if succeeded == 0 and (failed or interrupted):
+        return RunStatus.FAILED
+    if failed or interrupted:
+        return RunStatus.PARTIAL
+    return RunStatus.SUCCESS
+
+
+async def complete_runs_if_done(
+    session: AsyncSession, run_ids: Iterable[uuid.UUID]
+) -> list[RunCompleted]:
+    """complete_run_if_done for several runs, locking them in id order so that two
+    transactions closing overlapping runs cannot deadlock."""
+    events = []
+    for run_id in sorted(set(run_ids)):
+        event = await complete_run_if_done(session, run_id)
+        if event is not None:
+            events.append(event)
+    return events
 
 
 async def complete_run_if_done(session: AsyncSession, run_id: uuid.UUID) -> RunCompleted | None:
-    """In the caller's transaction: close the run if all its files are final."""
+    """In the caller's transaction, after its file marks: close the run if all its files are
+    final. Holds the run row's lock until the caller's transaction ends."""
+    run = (
+        await session.execute(
+            select(Run.status, Run.files_expected, Run.error, Run.tenant_id, Run.ingestion_id)
+            .where(Run.id == run_id)
+            .with_for_update()
+        )
+    ).first()
+    if run is None or run.status != RunStatus.RUNNING or run.files_expected is None:
+        return None
+    # A statement of its own, after the lock: a fresh READ COMMITTED snapshot.
     rows = await session.execute(
         select(
             FileState.status,
@@ -42,24 +78,17 @@ async def complete_run_if_done(session: AsyncSession, run_id: uuid.UUID) -> RunC
         return None
     succeeded, records, size = by_status.get(FileStatus.SUCCESS, (0, 0, 0))
     failed = by_status.get(FileStatus.FAILED, (0, 0, 0))[0]
-    status = outcome(succeeded, failed)
-    closed = await session.execute(
-        update(Run)
-        .where(
-            Run.id == run_id,
-            Run.status == RunStatus.RUNNING,
-            Run.files_expected.is_not(None),
-            Run.files_expected <= succeeded + failed,
-        )
-        .values(status=status, records=records, bytes=size, finished_at=datetime.now(UTC))
-        .returning(Run.tenant_id, Run.ingestion_id)
-    )
-    row = closed.first()
-    if row is None:
+    if run.files_expected > succeeded + failed:
         return None
+    status = outcome(succeeded, failed, interrupted=run.error is not None)
+    await session.execute(
+        update(Run)
+        .where(Run.id == run_id)
+        .values(status=status, records=records, bytes=size, finished_at=datetime.now(UTC))
+    )
     event = RunCompleted(
-        tenant_id=row.tenant_id,
-        ingestion_id=row.ingestion_id,
+        tenant_id=run.tenant_id,
+        ingestion_id=run.ingestion_id,
         run_id=run_id,
         status=status,
         files_succeeded=succeeded,
