@@ -41,12 +41,30 @@ class S3Credentials(StrictModel):
         }
 
 
+DEFAULT_SAFETY_NET_MINUTES = 60
+
+
 class NotificationSpec(StrictModel):
     """Event mode: S3 event notifications on `autoloader.s3-events` bring new objects in
-    seconds, and a listing every `safety_net_interval_minutes` catches lost notifications."""
+    seconds, and a listing every `safety_net_interval_minutes` catches lost notifications.
+
+    The interval is stored as given: unset (null) means the ingestion's schedule, or else
+    every DEFAULT_SAFETY_NET_MINUTES. Storing the default itself would make a stored spec
+    with a schedule contradict itself the next time it is read.
+    """
 
     enabled: bool = True
-    safety_net_interval_minutes: int | None = Field(default=60, ge=1, le=1440)
+    safety_net_interval_minutes: int | None = Field(
+        default=None,
+        ge=1,
+        le=1440,
+        description=f"minutes between safety-net listings; default {DEFAULT_SAFETY_NET_MINUTES}"
+        " unless the ingestion has a schedule, which is then the safety net",
+    )
+
+    @property
+    def safety_net_minutes(self) -> int:
+        return self.safety_net_interval_minutes or DEFAULT_SAFETY_NET_MINUTES
 
 
 class SourceSpec(StrictModel):
@@ -223,9 +241,9 @@ class IngestionSpec(StrictModel):
         """With notifications, a schedule is the safety-net listing: giving an interval too
         is a contradiction (the default interval simply gives way to the schedule)."""
         notifications = self.source.notifications
-        if notifications is None or not notifications.safety_net_interval_minutes:
+        if notifications is None or notifications.safety_net_interval_minutes is None:
             return self
-        if self.schedule and "safety_net_interval_minutes" in notifications.model_fields_set:
+        if self.schedule:
             raise ValueError(
                 "give either a schedule or source.notifications.safety_net_interval_minutes: "
                 "with notifications, the scheduled listing is the safety net"
@@ -243,8 +261,8 @@ class IngestionSpec(StrictModel):
         if self.schedule is not None:
             return self.schedule.to_cron(), self.schedule.timezone
         notifications = self.source.notifications
-        if notifications and notifications.enabled and notifications.safety_net_interval_minutes:
-            return _every_n_minutes(notifications.safety_net_interval_minutes), "UTC"
+        if notifications and notifications.enabled:
+            return _every_n_minutes(notifications.safety_net_minutes), "UTC"
         return None
 
     def stored(self) -> dict[str, Any]:

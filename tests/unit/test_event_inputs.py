@@ -174,8 +174,11 @@ def test_notifications_bring_a_safety_net_listing_unless_there_is_a_schedule() -
     base["schedule"] = {"frequency": "hourly"}
     with pytest.raises(ValidationError, match="safety net"):
         IngestionSpec.model_validate(base)
-    del base["source"]["notifications"]["safety_net_interval_minutes"]  # the default gives way
-    assert IngestionSpec.model_validate(base).listing_cron() == ("0 * * * *", "UTC")
+    # The default interval gives way to a schedule, and the stored spec says so when read back.
+    stored = subscriber("s3://landing/orders/").spec.stored()
+    stored["schedule"] = {"frequency": "hourly"}
+    stored = IngestionSpec.model_validate(stored).stored()
+    assert IngestionSpec.model_validate(stored).listing_cron() == ("0 * * * *", "UTC")
 
 
 class FakeBroker:
