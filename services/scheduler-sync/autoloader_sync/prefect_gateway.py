@@ -14,11 +14,14 @@ import httpx
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import DeploymentScheduleCreate
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+from prefect.client.schemas.responses import DeploymentResponse
 from prefect.client.schemas.schedules import CronSchedule
+from prefect.client.schemas.sorting import DeploymentSort
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 FLOW_NAME = "run_ingestion"
 TAG = "autoloader"
+PAGE_SIZE = 200  # the Prefect server's largest page (PREFECT_API_DEFAULT_LIMIT)
 
 
 def deployment_name(ingestion_id: uuid.UUID) -> str:
@@ -156,26 +159,35 @@ class PrefectGateway:
             return flow_run.id
 
     async def deployments(self) -> list[DeploymentState]:
-        """Every deployment Autoloader manages (tagged `autoloader`)."""
+        """Every deployment Autoloader manages (tagged `autoloader`), page by page: the server
+        returns at most PAGE_SIZE per request."""
+        found: list[DeploymentResponse] = []
         async with self._client() as client:
-            found = await client.read_deployments(
-                deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[TAG]))
-            )
-            states = []
-            for deployment in found:
-                crons = [
-                    s.schedule for s in deployment.schedules if isinstance(s.schedule, CronSchedule)
-                ]
-                states.append(
-                    DeploymentState(
-                        id=deployment.id,
-                        name=deployment.name,
-                        cron=crons[0].cron if crons else None,
-                        timezone=crons[0].timezone if crons else None,
-                        tags=tuple(deployment.tags),
-                        work_queue=deployment.work_queue_name,
-                        paused=bool(deployment.paused),
-                        parameters=dict(deployment.parameters),
-                    )
+            while True:
+                page = await client.read_deployments(
+                    deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[TAG])),
+                    sort=DeploymentSort.NAME_ASC,
+                    limit=PAGE_SIZE,
+                    offset=len(found),
                 )
-            return states
+                found += page
+                if len(page) < PAGE_SIZE:
+                    break
+        states = []
+        for deployment in found:
+            crons = [
+                s.schedule for s in deployment.schedules if isinstance(s.schedule, CronSchedule)
+            ]
+            states.append(
+                DeploymentState(
+                    id=deployment.id,
+                    name=deployment.name,
+                    cron=crons[0].cron if crons else None,
+                    timezone=crons[0].timezone if crons else None,
+                    tags=tuple(deployment.tags),
+                    work_queue=deployment.work_queue_name,
+                    paused=bool(deployment.paused),
+                    parameters=dict(deployment.parameters),
+                )
+            )
+        return states
