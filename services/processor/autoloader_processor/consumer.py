@@ -3,36 +3,30 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from functools import partial
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from pydantic import TypeAdapter, ValidationError
 
-from autoloader_processor.iceberg import IcebergWriter
+from autoloader_processor.engine import SparkSlots
 from autoloader_processor.pool import Processor
 from autoloader_processor.settings import ProcessorSettings
 from shared.consumers import DeadLetters, raw_body
 from shared.db import create_engine, session_factory
 from shared.events import FileFailed, FilesDiscovered
-from shared.faults import halt
+from shared.s3 import s3_client
 from shared.topics import FILES
 
 log = logging.getLogger(__name__)
 FILES_DISCOVERED = TypeAdapter(FilesDiscovered)
 
 
-def _crash_hook(settings: ProcessorSettings) -> Callable[[], None]:
-    if settings.crash_point == "before-commit":
-        return partial(halt, "before-commit")
-    return lambda: None
-
-
 def build_processor(settings: ProcessorSettings, dead_letters: DeadLetters) -> Processor:
     from pyspark.sql import SparkSession
 
-    spark = SparkSession.builder.remote(settings.spark.remote).create()
+    def spark_session() -> SparkSession:
+        session: SparkSession = SparkSession.builder.remote(settings.spark.remote).create()
+        return session
 
     async def dead_letter(event: FileFailed) -> None:
         await dead_letters.send(event.model_dump_json().encode(), event.key, event.error)
@@ -40,8 +34,9 @@ def build_processor(settings: ProcessorSettings, dead_letters: DeadLetters) -> P
     return Processor(
         settings=settings,
         sessions=session_factory(create_engine(settings.database)),
-        writer=IcebergWriter(spark, before_commit=_crash_hook(settings)),
+        slots=SparkSlots(spark_session, settings.pool_size),
         dead_letter=dead_letter,
+        s3=s3_client(settings.s3),
     )
 
 

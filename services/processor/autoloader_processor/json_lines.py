@@ -1,9 +1,8 @@
 """Reading JSON-lines files in one pass over the object store.
 
-Spark's JSON reader reads every file twice, once to infer the schema and once to parse, and
-checks each path of a long list one by one. Here each directory of the batch is listed once,
-pruned to the batch's files by name, read as text into the cache, and the schema is inferred
-from the cached lines with `schema_of_variant_agg`. Lines that are not JSON go to the
+Spark's JSON reader reads every file twice, once to infer the schema and once to parse. Here
+the batch's files are read as text into the cache once, and the schema is inferred from the
+cached lines with `schema_of_variant_agg`. Lines that are not JSON go to the
 rescued-data column. When the inferred schema cannot be expressed as a struct, the caller
 falls back to Spark's JSON reader.
 """
@@ -11,10 +10,7 @@ falls back to Spark's JSON reader.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from collections.abc import Sequence
-from functools import reduce
-from posixpath import dirname
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -28,17 +24,14 @@ class NotExpressible(ValueError):
 
 
 def read_lines(spark: SparkSession, paths: Sequence[str], source_column: str) -> DataFrame:
-    """The batch's non-blank lines, with the file each came from, cached."""
-    by_directory: dict[str, list[str]] = defaultdict(list)
-    for path in paths:
-        by_directory[dirname(path)].append(path.rsplit("/", 1)[-1])
-    frames = [
-        spark.read.text(directory)
-        .where(F.col("_metadata.file_name").isin(names))
+    """The batch's non-blank lines, with the file each came from (as Spark names it), cached.
+    The paths are given as Spark must read them; folders never become partition columns."""
+    lines = (
+        spark.read.format("text")
+        .option("recursiveFileLookup", True)
+        .load(list(paths))
         .select("value", F.col("_metadata.file_path").alias(source_column))
-        for directory, names in sorted(by_directory.items())
-    ]
-    lines = reduce(DataFrame.unionByName, frames)
+    )
     return lines.where(F.trim("value") != "").cache()
 
 

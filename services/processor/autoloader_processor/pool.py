@@ -1,33 +1,40 @@
 """The processor's work: claim an ingestion's files batch by batch and land each batch.
 
-One Spark job and one Iceberg commit per claimed batch. A file that cannot be read fails alone
-and is retried with exponential backoff; after its last attempt it is FAILED and dead-lettered.
-After every batch, the runs its files belong to are closed if they are complete.
+Each batch goes claim → read → commit → record:
+- claim: `claims.claim_batch`, kept alive by a heartbeat that renews the short lease;
+- read: one Spark pass (`reading.BatchReader`); a file that cannot be read fails alone;
+- commit: stage and publish through write-audit-publish (`iceberg.IcebergTables`), after
+  checking the claim is still held; a batch already published is never written again;
+- record: mark files with the rows read from them, back off failures, close finished runs.
+
+A failure is the batch's own only when Spark Connect, the catalog and the S3 store all answer;
+otherwise the claim is released without spending the files' attempts, and tried again later.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import Counter, Histogram
+from pyspark.sql import SparkSession
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from autoloader_processor.claims import (
-    ClaimedFile,
-    claim_batch,
-    ingestions_with_claimable_files,
-    mark_failed,
-    mark_succeeded,
-)
-from autoloader_processor.iceberg import BatchOutcome, IcebergWriter
+from autoloader_processor import claims
+from autoloader_processor.claims import Claim, ClaimedFile
+from autoloader_processor.engine import SparkSlots, buckets_of, outage
+from autoloader_processor.iceberg import IcebergTables
+from autoloader_processor.reading import BatchReader, first_line
 from autoloader_processor.settings import ProcessorSettings
 from shared.events import FileFailed
-from shared.faults import halt
 from shared.models import Ingestion
 from shared.runs import complete_run_if_done
 from shared.spec import IngestionSpec, quoted
@@ -37,35 +44,66 @@ log = logging.getLogger(__name__)
 FILES_INGESTED = Counter("autoloader_files_ingested_total", "Files landed in Iceberg")
 RECORDS_INGESTED = Counter("autoloader_records_ingested_total", "Records landed in Iceberg")
 FILE_FAILURES = Counter("autoloader_file_failures_total", "Failed file attempts")
+OUTAGES = Counter("autoloader_batch_outages_total", "Batches released for an outage")
 CLAIM_SECONDS = Histogram("autoloader_claim_seconds", "Time to claim a batch")
 
 DeadLetter = Callable[[FileFailed], Awaitable[None]]
+
+
+class ClaimLost(RuntimeError):
+    """Another processor holds the batch now: this one must not commit it."""
+
+
+class Outage(RuntimeError):
+    """Part of the infrastructure did not answer: not the files' fault."""
+
+
+@dataclass
+class Outcome:
+    records: dict[str, int] = field(default_factory=dict)  # landed, by path
+    failed: dict[str, str] = field(default_factory=dict)  # outside any commit: the reason
+    batch_failed: str | None = None  # the whole batch failed; its commit may exist
+    unwritten: list[str] = field(default_factory=list)  # not in the batch's landed commit
+    outage: str | None = None
+    lost: bool = False
+
+
+@dataclass
+class Hold:
+    """The claim as its heartbeat sees it: lost, or held until `valid_until` (monotonic)."""
+
+    lost: threading.Event = field(default_factory=threading.Event)
+    valid_until: float = 0.0
 
 
 @dataclass
 class Processor:
     settings: ProcessorSettings
     sessions: async_sessionmaker[AsyncSession]
-    writer: IcebergWriter
+    slots: SparkSlots
     dead_letter: DeadLetter
+    s3: Any = None  # a boto3 client for outage probes
+    ready_tables: set[str] = field(default_factory=set)
 
     async def drain(self, ingestion_id: uuid.UUID) -> int:
-        """Process the ingestion's claimable files until none are left; return how many."""
+        """Process the ingestion's claimable files until none are left or the infrastructure
+        is out; return how many files were handled."""
         async with self.sessions() as session:
             ingestion = await session.get(Ingestion, ingestion_id)
         if ingestion is None or ingestion.deleted_at is not None:
             return 0
         spec = IngestionSpec.model_validate(ingestion.spec)
         done = 0
-        while files := await self._claim(ingestion, spec):
-            await self.process(ingestion, spec, files)
-            done += len(files)
+        while claim := await self._claim(ingestion, spec):
+            if not await self.process(ingestion, spec, claim):
+                break  # an outage: the sweep comes back after the backoff
+            done += len(claim.files)
         return done
 
-    async def _claim(self, ingestion: Ingestion, spec: IngestionSpec) -> list[ClaimedFile]:
+    async def _claim(self, ingestion: Ingestion, spec: IngestionSpec) -> Claim | None:
         with CLAIM_SECONDS.time():
             async with self.sessions() as session:
-                return await claim_batch(
+                return await claims.claim_batch(
                     session,
                     ingestion.id,
                     self.settings.worker_id,
@@ -74,56 +112,198 @@ class Processor:
                     self.settings.lease_seconds,
                 )
 
-    async def process(
-        self, ingestion: Ingestion, spec: IngestionSpec, files: Sequence[ClaimedFile]
-    ) -> None:
-        # One commit per batch and table: a backfill may send files to another table.
-        batches: dict[tuple[str, str | None], list[ClaimedFile]] = defaultdict(list)
-        for file in files:
-            batches[(file.batch_id, file.target_table)].append(file)
-        for (batch_id, target), batch in batches.items():
-            paths = [file.path for file in batch]
-            table = quoted(target) if target else spec.destination.qualified
+    async def process(self, ingestion: Ingestion, spec: IngestionSpec, claim: Claim) -> bool:
+        """Land the claim's files, one commit per target table; False after an outage."""
+        by_table: dict[str | None, list[ClaimedFile]] = defaultdict(list)
+        for file in claim.files:
+            by_table[file.target_table].append(file)
+        healthy = True
+        async with self.slots.session() as slot, self._holding(claim) as hold:
+            for target, files in by_table.items():
+                table = quoted(target) if target else spec.destination.qualified
+                outcome = await self._land(slot.spark, spec, claim, table, files, hold)
+                if outcome.outage:
+                    slot.broken, healthy = True, False
+                await self._record(ingestion, claim, files, outcome)
+        return healthy
+
+    @asynccontextmanager
+    async def _holding(self, claim: Claim) -> AsyncIterator[Hold]:
+        """Renew the claim's lease every third of it while the batch is worked on."""
+        lease = self.settings.lease_seconds
+        hold = Hold(valid_until=time.monotonic() + lease)
+
+        async def beat() -> None:
+            while not hold.lost.is_set():
+                await asyncio.sleep(lease / 3)
+                started = time.monotonic()
+                try:
+                    async with self.sessions() as session:
+                        held = await claims.renew(session, claim, lease)
+                except Exception as error:  # the database is out: the lease runs down
+                    log.warning("lease renewal failed: %s", first_line(error))
+                    continue
+                if held:
+                    hold.valid_until = started + lease
+                else:
+                    hold.lost.set()
+
+        task = asyncio.create_task(beat())
+        try:
+            yield hold
+        finally:
+            task.cancel()
+
+    async def _land(
+        self,
+        spark: SparkSession,
+        spec: IngestionSpec,
+        claim: Claim,
+        table: str,
+        files: Sequence[ClaimedFile],
+        hold: Hold,
+    ) -> Outcome:
+        loop = asyncio.get_running_loop()
+
+        def check_held() -> None:
+            """Right before publishing: the lease has time left and the database agrees."""
+            margin = self.settings.commit_margin_seconds
+            if hold.lost.is_set() or time.monotonic() + margin > hold.valid_until:
+                raise ClaimLost("the lease ran out before the commit")
+            future = asyncio.run_coroutine_threadsafe(self._still_held(claim, margin), loop)
             try:
-                outcome = await asyncio.to_thread(self.writer.write, spec, paths, batch_id, table)
+                held = future.result(timeout=margin)
             except Exception as error:
-                reason = f"batch {batch_id} failed: {type(error).__name__}: {error}"
-                log.warning(
-                    reason[:500], extra={"ingestion_id": ingestion.id, "batch_id": batch_id}
-                )
-                outcome = BatchOutcome(failed=dict.fromkeys(paths, reason))
-            if self.settings.crash_point == "after-commit":
-                halt("after-commit")
-            await self._record(ingestion, batch, outcome)
+                raise ClaimLost(f"the claim could not be checked: {first_line(error)}") from error
+            if not held:
+                raise ClaimLost("another processor holds the batch")
+
+        try:
+            return await asyncio.to_thread(
+                self._write, spark, spec, table, files, claim.token, check_held
+            )
+        except ClaimLost as error:
+            log.warning("claim lost, batch not committed: %s", error)
+            return Outcome(lost=True)
+        except Exception as error:
+            return await asyncio.to_thread(self._after_failure, spark, table, files, error)
+
+    async def _still_held(self, claim: Claim, margin: float) -> bool:
+        async with self.sessions() as session:
+            return await claims.still_held(session, claim, margin)
+
+    def _write(
+        self,
+        spark: SparkSession,
+        spec: IngestionSpec,
+        table: str,
+        files: Sequence[ClaimedFile],
+        token: str,
+        check_held: Callable[[], None],
+    ) -> Outcome:
+        """In a worker thread: read the files and publish them, unless the batch is in."""
+        tables = IcebergTables(spark, self.ready_tables)
+        batch_id = files[0].batch_id
+        if (landed := tables.published(table, batch_id)) is not None:
+            return self._replayed(tables, table, landed, files)
+        reader = BatchReader(spark, spec, {f.path: f.size for f in files})
+        try:
+            read = reader.read()
+            if read.failed and (down := self._outage(spark, table, files)):
+                raise Outage(down)
+            if read.frame is not None:
+                tables.ensure_table(table, read.frame)
+                staged = tables.stage(spec, table, read.frame, batch_id, token)
+                check_held()
+                if not tables.publish(table, staged):
+                    landed = tables.published(table, batch_id)
+                    assert landed is not None, "published twice, yet not in the history"
+                    return self._replayed(tables, table, landed, files)
+            return Outcome(records=read.records, failed=read.failed)
+        finally:
+            reader.release()
+
+    @staticmethod
+    def _replayed(
+        tables: IcebergTables, table: str, snapshot: int, files: Sequence[ClaimedFile]
+    ) -> Outcome:
+        """The batch's commit is in the table: its rows per file are the landed counts; files
+        it does not hold are given back for a fresh attempt."""
+        counts = tables.records_in_commit(table, snapshot, [f.path for f in files])
+        landed = {path: count for path, count in counts.items() if count > 0}
+        return Outcome(records=landed, unwritten=[p for p in counts if p not in landed])
+
+    def _outage(self, spark: SparkSession, table: str, files: Sequence[ClaimedFile]) -> str | None:
+        return outage(spark, table, buckets_of([f.path for f in files]), self.s3)
+
+    def _after_failure(
+        self, spark: SparkSession, table: str, files: Sequence[ClaimedFile], error: Exception
+    ) -> Outcome:
+        """In a worker thread: whose failure was it, and did the batch land anyway?"""
+        down = str(error) if isinstance(error, Outage) else self._outage(spark, table, files)
+        if down:
+            OUTAGES.inc()
+            log.warning("batch released: %s", down)
+            return Outcome(outage=down)
+        try:
+            landed = IcebergTables(spark, self.ready_tables).published(table, files[0].batch_id)
+            if landed is not None:
+                return self._replayed(IcebergTables(spark, self.ready_tables), table, landed, files)
+        except Exception as check:
+            return Outcome(outage=f"the commit could not be checked: {first_line(check)}")
+        reason = f"batch failed: {type(error).__name__}: {first_line(error)}"
+        log.warning(reason)
+        return Outcome(batch_failed=reason)
 
     async def _record(
-        self, ingestion: Ingestion, batch: Sequence[ClaimedFile], outcome: BatchOutcome
+        self, ingestion: Ingestion, claim: Claim, files: Sequence[ClaimedFile], outcome: Outcome
     ) -> None:
+        if outcome.lost:
+            return
+        by_path = {file.path: file for file in files}
         dead: list[FileFailed] = []
         async with self.sessions() as session, session.begin():
-            await mark_succeeded(
-                session, {f.id: outcome.records[f.path] for f in batch if f.path in outcome.records}
+            if outcome.outage:
+                backoff = self.settings.outage_backoff_seconds
+                await claims.release(session, claim, files, backoff, keep_batch=True)
+                return
+            await claims.mark_succeeded(
+                session, claim, {by_path[p].id: n for p, n in outcome.records.items()}
             )
-            for file in batch:
-                error = outcome.failed.get(file.path)
-                if error is None:
-                    continue
-                FILE_FAILURES.inc()
-                final = await mark_failed(
-                    session,
-                    file,
-                    error,
-                    self.settings.max_attempts,
-                    self.settings.retry_base_seconds,
-                )
-                if final:
-                    dead.append(self._failed_event(ingestion, file, error))
-            for run_id in {file.run_id for file in batch if file.run_id is not None}:
+            unwritten = [by_path[p] for p in outcome.unwritten]
+            await claims.release(session, claim, unwritten, 0, keep_batch=False)
+            failures = dict(outcome.failed)
+            if outcome.batch_failed:
+                failures.update(dict.fromkeys(by_path, outcome.batch_failed))
+            for path, error in failures.items():
+                dead += await self._fail(session, ingestion, claim, by_path[path], error, outcome)
+            for run_id in sorted({f.run_id for f in files if f.run_id is not None}):
                 await complete_run_if_done(session, run_id)
         FILES_INGESTED.inc(len(outcome.records))
         RECORDS_INGESTED.inc(sum(outcome.records.values()))
         for event in dead:
             await self.dead_letter(event)
+
+    async def _fail(
+        self,
+        session: AsyncSession,
+        ingestion: Ingestion,
+        claim: Claim,
+        file: ClaimedFile,
+        error: str,
+        outcome: Outcome,
+    ) -> list[FileFailed]:
+        FILE_FAILURES.inc()
+        final = await claims.mark_failed(
+            session,
+            claim,
+            file,
+            error,
+            self.settings.max_attempts,
+            self.settings.retry_base_seconds,
+            keep_batch=outcome.batch_failed is not None,
+        )
+        return [self._failed_event(ingestion, file, error)] if final else []
 
     @staticmethod
     def _failed_event(ingestion: Ingestion, file: ClaimedFile, error: str) -> FileFailed:
@@ -141,7 +321,7 @@ class Processor:
         """Drain every ingestion with claimable files: retries that came due, expired leases,
         files whose event was lost."""
         async with self.sessions() as session:
-            ingestion_ids = await ingestions_with_claimable_files(session)
+            ingestion_ids = await claims.ingestions_with_claimable_files(session)
         done = 0
         for ingestion_id in ingestion_ids:
             done += await self.drain(ingestion_id)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.settings import DatabaseSettings, KafkaSettings, S3Settings, SparkSettings
@@ -22,15 +21,28 @@ class ProcessorSettings(BaseSettings):
     group_id: str = "processor"
     pool_size: int = Field(default=2, ge=1, description="batches processed at once")
     worker_id: str = Field(default_factory=_worker_id)
-    lease_seconds: int = Field(default=900, ge=10, description="longer than any batch takes")
+    lease_seconds: int = Field(
+        default=20,
+        ge=6,
+        description="a claim's lease, renewed every third of it while the batch runs: how long "
+        "the files of a processor that died wait before another takes them",
+    )
+    commit_margin_seconds: float = Field(
+        default=5.0, gt=0, description="lease a holder must have left to publish a commit"
+    )
     max_attempts: int = Field(default=3, ge=1)
     retry_base_seconds: float = Field(default=30.0, ge=0)
-    sweep_interval_seconds: float = Field(default=15.0, gt=0)
-    crash_point: Literal["", "before-commit", "after-commit"] = Field(
-        default="",
-        description="fault injection for crash tests: stop dead at this point of a batch",
+    outage_backoff_seconds: float = Field(
+        default=5.0, ge=0, description="wait before a batch released for an outage is retried"
     )
+    sweep_interval_seconds: float = Field(default=5.0, gt=0)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
+
+    @model_validator(mode="after")
+    def _margin_inside_lease(self) -> ProcessorSettings:
+        if self.commit_margin_seconds >= self.lease_seconds / 3 * 2:
+            raise ValueError("commit_margin_seconds must be under two thirds of lease_seconds")
+        return self

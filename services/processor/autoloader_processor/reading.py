@@ -1,0 +1,217 @@
+"""Reading a batch of files with Spark Connect, each file keeping the one identity it has in
+file state, whatever its key looks like.
+
+Spark names a file by a URL-encoded Hadoop path, treats `{}[]*?\\` in a path as a glob and
+infers partition columns from `key=value` folders. So the reader escapes glob characters,
+turns partition inference off (`recursiveFileLookup`), and maps each file Spark names back to
+the batch's own path before anything is counted or written; a file Spark names that is not in
+the batch is an error, never a guess. Every file of the batch ends with records read from it,
+an empty-file verdict checked on its own, or the reason it failed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+from posixpath import basename
+from typing import Any
+from urllib.parse import unquote
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from autoloader_processor import json_lines
+from shared.spec import FormatSpec, IngestionSpec
+
+SOURCE_FILE = "_source_file"
+INGESTED_AT = "_ingested_at"
+SPARK_FILE = "__spark_file"  # Spark's name for the file, until it is mapped back
+GLOB = re.compile(r"([{}\[\]*?\\])")
+
+
+class BatchIdentityError(RuntimeError):
+    """Spark returned rows for a file that is not in the batch."""
+
+
+def spark_path(path: str) -> str:
+    """The file as Spark must be given it: s3a, with glob characters escaped."""
+    path = "s3a://" + path.removeprefix("s3://") if path.startswith("s3://") else path
+    return GLOB.sub(r"\\\1", path)
+
+
+def _identity(path: str) -> str:
+    """What a batch path and Spark's name for the same file have in common."""
+    if path.startswith(("s3://", "s3a://")):
+        return "s3://" + path.split("://", 1)[1]
+    return "file://" + path.split(":", 1)[1].lstrip("/")
+
+
+def spark_identity(spark_file: str) -> str:
+    """Spark's `_metadata.file_path` percent-encodes what a URI may not hold; `+` is literal."""
+    return _identity(unquote(spark_file))
+
+
+def hidden_by_spark(path: str) -> bool:
+    """Spark's file sources silently skip names starting with `_` or `.`."""
+    return basename(path).startswith(("_", "."))
+
+
+@dataclass
+class BatchRead:
+    frame: DataFrame | None = None  # the rows to land, `_source_file` as in file state
+    records: dict[str, int] = field(default_factory=dict)  # by batch path
+    failed: dict[str, str] = field(default_factory=dict)  # by batch path: the reason
+
+
+def reader(spark: SparkSession, fmt: FormatSpec) -> Any:
+    reader = spark.read.format(fmt.type).option("recursiveFileLookup", True)
+    if fmt.type == "json":
+        reader = reader.option("multiLine", fmt.multiline).option("mode", "PERMISSIVE")
+        reader = reader.option("columnNameOfCorruptRecord", fmt.schema_.rescued_data_column)
+    elif fmt.type == "csv":
+        reader = reader.option("header", fmt.header).option("sep", fmt.delimiter)
+        reader = reader.option("inferSchema", True).option("mode", "PERMISSIVE")
+        reader = reader.option("columnNameOfCorruptRecord", fmt.schema_.rescued_data_column)
+    if fmt.compression == "gzip":
+        reader = reader.option("compression", "gzip")
+    return reader
+
+
+class BatchReader:
+    """One Spark pass over the batch, then a look at each file that yielded nothing."""
+
+    def __init__(self, spark: SparkSession, spec: IngestionSpec, sizes: dict[str, int]):
+        self.spark = spark
+        self.spec = spec
+        self.sizes = sizes  # batch path -> bytes
+        self.cached: list[DataFrame] = []
+        self.spark_names: dict[str, str] = {}  # batch path -> Spark's name for it
+
+    def read(self) -> BatchRead:
+        result = BatchRead()
+        paths = [p for p in self.sizes if not self._refused(p, result)]
+        try:
+            frame, counts = self._count(paths)
+        except BatchIdentityError:
+            raise
+        except Exception:
+            result.failed.update(self._unreadable(paths))
+            paths = [p for p in paths if p not in result.failed]
+            if not paths:
+                return result
+            frame, counts = self._count(paths)
+        for path in paths:
+            total, parsed = counts.get(path, (0, 0))
+            if total and not parsed:
+                result.failed[path] = f"no {self.spec.format.type} record could be parsed"
+            elif total:
+                result.records[path] = total
+            else:
+                self._judge_empty(path, result)
+        landing = [p for p in paths if result.records.get(p)]
+        if landing:
+            result.frame = self._with_source_file(frame, landing)
+        return result
+
+    def _refused(self, path: str, result: BatchRead) -> bool:
+        if hidden_by_spark(path):
+            result.failed[path] = (
+                "Spark's file sources skip names that start with '_' or '.': rename the object"
+            )
+            return True
+        return False
+
+    def _count(self, paths: Sequence[str]) -> tuple[DataFrame, dict[str, tuple[int, int]]]:
+        """The batch as one frame, and per batch path its rows and how many of them parsed,
+        counted in one pass."""
+        frame = self._frame(paths).withColumn(INGESTED_AT, F.current_timestamp())
+        rows = (
+            frame.groupBy(SPARK_FILE)
+            .agg(F.count(F.lit(1)).alias("total"), self._parsed(frame).alias("parsed"))
+            .collect()
+        )
+        by_identity = {_identity(p): p for p in paths}
+        counts: dict[str, tuple[int, int]] = {}
+        for row in rows:
+            path = by_identity.get(spark_identity(row[SPARK_FILE]))
+            if path is None:
+                raise BatchIdentityError(f"Spark read rows from {row[SPARK_FILE]!r}, not in batch")
+            counts[path] = (int(row["total"]), int(row["parsed"]))
+            self.spark_names[path] = row[SPARK_FILE]
+        return frame, counts
+
+    def _frame(self, paths: Sequence[str]) -> DataFrame:
+        fmt = self.spec.format
+        targets = [spark_path(p) for p in paths]
+        if fmt.type == "json" and not fmt.multiline:
+            lines = json_lines.read_lines(self.spark, targets, SPARK_FILE)
+            self.cached.append(lines)
+            try:
+                return json_lines.parse(lines, fmt.schema_.rescued_data_column, SPARK_FILE)
+            except json_lines.NotExpressible:
+                pass  # Spark's own inference below
+        frame: DataFrame = (
+            reader(self.spark, fmt)
+            .load(targets)
+            .withColumn(SPARK_FILE, F.col("_metadata.file_path"))
+            .cache()  # counted, then written: read the files from the store once
+        )
+        self.cached.append(frame)
+        return frame
+
+    def _parsed(self, frame: DataFrame) -> Column:
+        """Rows with a value in any data column: not only rescued text."""
+        rescued = self.spec.format.schema_.rescued_data_column
+        if self.spec.format.type == "parquet" or rescued not in frame.columns:
+            return F.count(F.lit(1))
+        data = [c for c in frame.columns if c not in (rescued, SPARK_FILE, INGESTED_AT)]
+        if not data:
+            return F.lit(0)
+        any_value = F.coalesce(*[F.col(c).cast("string") for c in data]).isNotNull()
+        return F.count(F.when(any_value, 1))
+
+    def _unreadable(self, paths: Sequence[str]) -> dict[str, str]:
+        """Each file read alone: the ones Spark cannot read, with the reason."""
+        failed = {}
+        for path in paths:
+            try:
+                reader(self.spark, self.spec.format).load(spark_path(path)).limit(1).collect()
+            except Exception as error:
+                failed[path] = f"unreadable as {self.spec.format.type}: {first_line(error)}"
+        return failed
+
+    def _judge_empty(self, path: str, result: BatchRead) -> None:
+        """A file the batch read no row from is empty only if, read alone, Spark sees the file
+        and finds no row in it; otherwise it fails with what was seen."""
+        if self.sizes[path] == 0:
+            result.records[path] = 0
+            return
+        alone = reader(self.spark, self.spec.format).load(spark_path(path))
+        if not alone.inputFiles():
+            result.failed[path] = "Spark found no file at this path"
+        elif alone.limit(1).count() == 0:
+            result.records[path] = 0  # blank, or a header without rows
+        else:
+            result.failed[path] = "rows read from the file alone did not match it in the batch"
+
+    def _with_source_file(self, frame: DataFrame, landing: Sequence[str]) -> DataFrame:
+        """Only the landing files' rows, `_source_file` set to each file's own path."""
+        names = {self.spark_names[p]: p for p in landing}
+        mapping = F.create_map(*chain.from_iterable((F.lit(k), F.lit(v)) for k, v in names.items()))
+        return (
+            frame.where(F.col(SPARK_FILE).isin(list(names)))
+            .withColumn(SOURCE_FILE, mapping[F.col(SPARK_FILE)])
+            .drop(SPARK_FILE)
+        )
+
+    def release(self) -> None:
+        """Drop what this batch cached on the Spark server."""
+        for frame in self.cached:
+            frame.unpersist()
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:500] if text else type(error).__name__
