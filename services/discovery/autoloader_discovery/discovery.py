@@ -52,7 +52,14 @@ class RunContext:
     parameters: dict[str, Any] | None = None  # a backfill's window
 
 
+UNFINISHED = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
 class IngestionGone(LookupError):
+    pass
+
+
+class RunFinished(LookupError):
     pass
 
 
@@ -78,19 +85,23 @@ async def start_run(
         session.add(run)
         await session.flush()
         run_id = run.id
+    now = datetime.now(UTC)
     started = (
         await session.execute(
             update(Run)
-            .where(Run.id == run_id)
+            .where(Run.id == run_id, Run.status.in_(UNFINISHED))
             .values(
                 status=RunStatus.RUNNING,
-                started_at=datetime.now(UTC),
+                started_at=func.coalesce(Run.started_at, now),
+                heartbeat_at=now,
                 prefect_flow_run_id=flow_run_id,
             )
             .returning(Run.trigger, Run.parameters)
         )
-    ).one()
+    ).first()
     await session.commit()
+    if started is None:  # a late flow run of a run that was closed meanwhile
+        raise RunFinished(f"run {run_id} is already finished")
     spec = IngestionSpec.model_validate(ingestion.spec)
     credentials = cipher.decrypt(ingestion.credentials) if ingestion.credentials else None
     return RunContext(
@@ -162,10 +173,52 @@ async def finish_discovery(session: AsyncSession, run_id: uuid.UUID) -> int:
     return int(expected or 0)
 
 
-async def fail_run(session: AsyncSession, run_id: uuid.UUID, error: str) -> None:
+async def beat(session: AsyncSession, run_id: uuid.UUID) -> None:
+    """Show that discovery of the run is alive: the watchdog of scheduler-sync treats a run
+    whose flow run is RUNNING with an old heartbeat as crashed."""
     await session.execute(
         update(Run)
-        .where(Run.id == run_id)
-        .values(status=RunStatus.FAILED, error=error[:4000], finished_at=datetime.now(UTC))
+        .where(Run.id == run_id, Run.status.in_(UNFINISHED))
+        .values(heartbeat_at=datetime.now(UTC))
     )
     await session.commit()
+
+
+async def fail_run(session: AsyncSession, run_id: uuid.UUID, reason: str) -> RunStatus | None:
+    """The last attempt of the run's discovery failed for ``reason``.
+
+    Files already recorded are the run's files: they are published or swept up and land,
+    and they close the run, `partial` or `failed` (the error says discovery was interrupted).
+    With no files recorded the run fails now, with the reason. A run that is already final,
+    or whose discovery had finished, is left as it is. Return the status set, if any.
+    """
+    run = (
+        await session.execute(
+            select(Run.status, Run.files_expected).where(Run.id == run_id).with_for_update()
+        )
+    ).first()
+    if run is None or run.status not in UNFINISHED or run.files_expected is not None:
+        await session.rollback()
+        return None
+    recorded = int(
+        await session.scalar(
+            select(func.count()).select_from(FileState).where(FileState.run_id == run_id)
+        )
+        or 0
+    )
+    if recorded == 0:
+        values: dict[str, Any] = {
+            "status": RunStatus.FAILED,
+            "error": reason[:4000],
+            "finished_at": datetime.now(UTC),
+        }
+    else:
+        values = {
+            "status": RunStatus.RUNNING,
+            "files_expected": recorded,
+            "error": f"discovery was interrupted after recording {recorded} files: {reason}"[:4000],
+        }
+    await session.execute(update(Run).where(Run.id == run_id).values(**values))
+    closed = await complete_run_if_done(session, run_id) if recorded else None
+    await session.commit()
+    return RunStatus(closed.status) if closed else RunStatus(values["status"])

@@ -16,11 +16,13 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from prefect import flow, get_run_logger, runtime, task
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from autoloader_discovery.backfill import Progress, Replay, Window
 from autoloader_discovery.discovery import (
     RunContext,
+    beat,
     fail_run,
     finish_discovery,
     pending_files,
@@ -118,28 +120,64 @@ async def publish_files_task(
     return len(files)
 
 
+HEARTBEAT_SECONDS = 5.0
+
+
 @flow(name="run_ingestion")
 async def run_ingestion(ingestion_id: str, run_id: str | None = None) -> dict[str, Any]:
     settings = DiscoverySettings()
     retries, delay = settings.flow.retries, settings.flow.retry_delay_seconds
     engine = create_engine(settings.database)
     context: RunContext | None = None
+    heartbeat: asyncio.Task[None] | None = None
+    deadline = asyncio.timeout(settings.flow.timeout_seconds)
     try:
-        async with asyncio.timeout(settings.flow.timeout_seconds):
+        async with deadline:
             start = start_run_task.with_options(retries=retries, retry_delay_seconds=delay)
             discover = discover_files_task.with_options(retries=retries, retry_delay_seconds=delay)
             replay = replay_files_task.with_options(retries=retries, retry_delay_seconds=delay)
             publish = publish_files_task.with_options(retries=retries, retry_delay_seconds=delay)
             context = await start(engine, settings, ingestion_id, run_id)
+            heartbeat = asyncio.create_task(_beat_until_cancelled(engine, context.run_id))
             find = replay if context.trigger == RunTrigger.BACKFILL else discover
             new = await find(engine, settings, context)
             published = await publish(engine, settings, context)
         return {"run_id": str(context.run_id), "new_files": new, "published": published}
     except BaseException as error:
         failed_run = context.run_id if context else (uuid.UUID(run_id) if run_id else None)
-        if failed_run is not None:
+        if failed_run is not None and not _prefect_retries_this_flow_run():
+            reason = _reason(error, deadline, settings.flow.timeout_seconds)
             async with session_factory(engine)() as session:
-                await fail_run(session, failed_run, f"{type(error).__name__}: {error}")
+                await fail_run(session, failed_run, reason)
         raise
     finally:
+        if heartbeat is not None:
+            heartbeat.cancel()
         await engine.dispose()
+
+
+async def _beat_until_cancelled(engine: AsyncEngine, run_id: uuid.UUID) -> None:
+    """Write the run's heartbeat every few seconds while the flow works on it."""
+    sessions = session_factory(engine)
+    while True:
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+        try:
+            async with sessions() as session:
+                await beat(session, run_id)
+        except Exception as error:  # one missed beat is harmless; the watchdog allows several
+            get_run_logger().warning("run heartbeat failed: %s: %s", type(error).__name__, error)
+
+
+def _prefect_retries_this_flow_run() -> bool:
+    """True while Prefect will run this flow run again after a failure: the run is not over."""
+    context = FlowRunContext.get()
+    flow_ = context.flow if context is not None else None
+    retries = (flow_.retries if flow_ is not None else 0) or 0
+    return int(runtime.flow_run.run_count) <= retries
+
+
+def _reason(error: BaseException, deadline: asyncio.Timeout, timeout_seconds: int) -> str:
+    if deadline.expired():
+        return f"discovery took longer than its {timeout_seconds} s timeout"
+    detail = str(error)
+    return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
