@@ -18,6 +18,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,7 +27,7 @@ from shared.events import RunCompleted
 from shared.models import FileState, FileStatus, Run, RunStatus
 from shared.repositories import OutboxRepository
 
-FINAL_RUN_STATUSES = (RunStatus.SUCCESS, RunStatus.PARTIAL, RunStatus.FAILED)
+UNFINISHED = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 def outcome(succeeded: int, failed: int, interrupted: bool = False) -> RunStatus:
@@ -98,3 +99,71 @@ async def complete_run_if_done(session: AsyncSession, run_id: uuid.UUID) -> RunC
     )
     OutboxRepository(session).add(event)
     return event
+
+
+async def close_interrupted_run(
+    session: AsyncSession, run_id: uuid.UUID, reason: str
+) -> RunStatus | None:
+    """Discovery of the run failed for good (its flow's last attempt failed, or crashed).
+
+    Files already recorded are the run's files: they are published, or swept up, and land,
+    and they close the run, `partial` or `failed` (the error says discovery was interrupted).
+    With no files recorded the run fails now, with the reason. A run that is already final,
+    or whose discovery had finished, is left as it is. Commits; returns the status set, if any.
+    """
+    run = (
+        await session.execute(
+            select(Run.status, Run.files_expected, Run.tenant_id, Run.ingestion_id)
+            .where(Run.id == run_id)
+            .with_for_update()
+        )
+    ).first()
+    if run is None or run.status not in UNFINISHED or run.files_expected is not None:
+        await session.rollback()
+        return None
+    recorded = int(
+        await session.scalar(
+            select(func.count()).select_from(FileState).where(FileState.run_id == run_id)
+        )
+        or 0
+    )
+    if recorded == 0:
+        await _fail(session, run_id, run.tenant_id, run.ingestion_id, reason)
+        await session.commit()
+        return RunStatus.FAILED
+    error = f"discovery was interrupted after recording {recorded} files: {reason}"
+    values: dict[str, Any] = {
+        "status": RunStatus.RUNNING,
+        "files_expected": recorded,
+        "error": error[:4000],
+    }
+    await session.execute(update(Run).where(Run.id == run_id).values(**values))
+    closed = await complete_run_if_done(session, run_id)
+    await session.commit()
+    return RunStatus(closed.status) if closed else RunStatus.RUNNING
+
+
+async def _fail(
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    ingestion_id: uuid.UUID,
+    reason: str,
+) -> None:
+    await session.execute(
+        update(Run)
+        .where(Run.id == run_id)
+        .values(status=RunStatus.FAILED, error=reason[:4000], finished_at=datetime.now(UTC))
+    )
+    OutboxRepository(session).add(
+        RunCompleted(
+            tenant_id=tenant_id,
+            ingestion_id=ingestion_id,
+            run_id=run_id,
+            status=RunStatus.FAILED,
+            files_succeeded=0,
+            files_failed=0,
+            records=0,
+            bytes=0,
+        )
+    )

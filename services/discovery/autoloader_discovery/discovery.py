@@ -19,7 +19,7 @@ from autoloader_discovery.listing import ListedObject
 from shared.crypto import CredentialCipher
 from shared.events import DiscoveredFile
 from shared.models import FileState, FileStatus, Ingestion, Run, RunStatus, RunTrigger
-from shared.runs import complete_run_if_done
+from shared.runs import UNFINISHED, close_interrupted_run, complete_run_if_done
 from shared.spec import IngestionSpec
 
 INSERT_NEW_FILES = text(
@@ -50,9 +50,6 @@ class RunContext:
     credentials: dict[str, Any] | None
     trigger: str = RunTrigger.SCHEDULED
     parameters: dict[str, Any] | None = None  # a backfill's window
-
-
-UNFINISHED = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 class IngestionGone(LookupError):
@@ -185,40 +182,5 @@ async def beat(session: AsyncSession, run_id: uuid.UUID) -> None:
 
 
 async def fail_run(session: AsyncSession, run_id: uuid.UUID, reason: str) -> RunStatus | None:
-    """The last attempt of the run's discovery failed for ``reason``.
-
-    Files already recorded are the run's files: they are published or swept up and land,
-    and they close the run, `partial` or `failed` (the error says discovery was interrupted).
-    With no files recorded the run fails now, with the reason. A run that is already final,
-    or whose discovery had finished, is left as it is. Return the status set, if any.
-    """
-    run = (
-        await session.execute(
-            select(Run.status, Run.files_expected).where(Run.id == run_id).with_for_update()
-        )
-    ).first()
-    if run is None or run.status not in UNFINISHED or run.files_expected is not None:
-        await session.rollback()
-        return None
-    recorded = int(
-        await session.scalar(
-            select(func.count()).select_from(FileState).where(FileState.run_id == run_id)
-        )
-        or 0
-    )
-    if recorded == 0:
-        values: dict[str, Any] = {
-            "status": RunStatus.FAILED,
-            "error": reason[:4000],
-            "finished_at": datetime.now(UTC),
-        }
-    else:
-        values = {
-            "status": RunStatus.RUNNING,
-            "files_expected": recorded,
-            "error": f"discovery was interrupted after recording {recorded} files: {reason}"[:4000],
-        }
-    await session.execute(update(Run).where(Run.id == run_id).values(**values))
-    closed = await complete_run_if_done(session, run_id) if recorded else None
-    await session.commit()
-    return RunStatus(closed.status) if closed else RunStatus(values["status"])
+    """The last attempt of the run's discovery failed for ``reason``: see close_interrupted_run."""
+    return await close_interrupted_run(session, run_id, reason)

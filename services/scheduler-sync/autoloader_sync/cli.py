@@ -1,7 +1,8 @@
 """`autoloader-sync`: mirror ingestion events into Prefect deployments and flow runs.
 
 run        consume `autoloader.ingestion-events` (group `scheduler-sync`), reconciling
-           periodically as a safety net
+           periodically as a safety net, and watch unfinished runs: retry or close those
+           whose flow run crashed
 reconcile  compare the database with Prefect and repair the difference (--dry-run first)
 rebuild    replay the whole topic into Prefect, e.g. after losing Prefect's database
 check      check Kafka, Prefect and the database
@@ -17,6 +18,7 @@ from autoloader_sync.consumer import broker_factory, build_syncer
 from autoloader_sync.handler import EventHandler
 from autoloader_sync.reconcile import periodic_reconcile, rebuild, reconcile
 from autoloader_sync.settings import SyncSettings
+from autoloader_sync.watchdog import Watchdog, periodic_watchdog
 from shared.logs import configure_logging
 from shared.preflight import (
     Check,
@@ -34,10 +36,15 @@ def dependency_checks(settings: SyncSettings) -> dict[str, Check]:
 async def _run(settings: SyncSettings) -> None:
     syncer = build_syncer(settings)
 
-    async def reconciling(stop: asyncio.Event) -> None:
-        await periodic_reconcile(syncer, settings.reconcile_interval_seconds, stop)
+    watchdog = Watchdog(syncer, settings)
 
-    await serve(broker_factory(settings, syncer), reconciling)
+    async def watching(stop: asyncio.Event) -> None:
+        await asyncio.gather(
+            periodic_reconcile(syncer, settings.reconcile_interval_seconds, stop),
+            periodic_watchdog(watchdog, stop),
+        )
+
+    await serve(broker_factory(settings, syncer), watching)
 
 
 async def _reconcile(settings: SyncSettings, dry_run: bool) -> int:

@@ -7,17 +7,28 @@ idempotency key, so each call can be repeated safely.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import DeploymentScheduleCreate
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterTags,
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterIdempotencyKey,
+    Operator,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.responses import DeploymentResponse
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.client.schemas.sorting import DeploymentSort
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.states import Crashed
 
 FLOW_NAME = "run_ingestion"
 TAG = "autoloader"
@@ -26,6 +37,35 @@ PAGE_SIZE = 200  # the Prefect server's largest page (PREFECT_API_DEFAULT_LIMIT)
 
 def deployment_name(ingestion_id: uuid.UUID) -> str:
     return f"ingestion-{ingestion_id}"
+
+
+def flow_run_key(run_id: uuid.UUID, attempt: int) -> str:
+    """The idempotency key of a run's flow run: the run id, then `<run id>:<attempt>`."""
+    return f"{run_id}:{attempt}" if attempt else str(run_id)
+
+
+@dataclass(frozen=True)
+class FlowRunView:
+    """What the run watchdog needs of a flow run."""
+
+    id: uuid.UUID
+    idempotency_key: str | None
+    state_type: StateType | None
+    state_name: str | None
+    state_message: str | None
+    state_since: datetime | None
+
+    @classmethod
+    def of(cls, flow_run: FlowRun) -> FlowRunView:
+        state = flow_run.state
+        return cls(
+            id=flow_run.id,
+            idempotency_key=flow_run.idempotency_key,
+            state_type=state.type if state else None,
+            state_name=state.name if state else None,
+            state_message=state.message if state else None,
+            state_since=state.timestamp if state else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -147,16 +187,52 @@ class PrefectGateway:
             return True
 
     async def create_flow_run(
-        self, deployment_id: uuid.UUID, run_id: uuid.UUID, parameters: dict[str, Any]
+        self,
+        deployment_id: uuid.UUID,
+        run_id: uuid.UUID,
+        parameters: dict[str, Any],
+        attempt: int = 0,
     ) -> uuid.UUID:
+        """The run's flow run for ``attempt`` (0 for the first, then the watchdog's retries),
+        created once however often this is called: its idempotency key names both."""
         async with self._client() as client:
-            flow_run = await client.create_flow_run_from_deployment(
-                deployment_id,
-                parameters=parameters,
-                idempotency_key=str(run_id),
-                tags=[TAG, f"run:{run_id}"],
-            )
+            try:
+                flow_run = await client.create_flow_run_from_deployment(
+                    deployment_id,
+                    parameters=parameters,
+                    idempotency_key=flow_run_key(run_id, attempt),
+                    tags=[TAG, f"run:{run_id}"],
+                )
+            except PrefectHTTPStatusError as error:
+                if error.response.status_code == 404:  # the deployment is gone
+                    raise ObjectNotFound(http_exc=error) from error
+                raise
             return flow_run.id
+
+    async def flow_runs(self, ids: Sequence[uuid.UUID], keys: Sequence[str]) -> list[FlowRunView]:
+        """The flow runs with these ids or idempotency keys, in one request per page."""
+        found: list[FlowRunView] = []
+        wanted_ids, wanted_keys = list(ids), list(keys)
+        async with self._client() as client:
+            for start in range(0, max(len(wanted_ids), len(wanted_keys)), PAGE_SIZE // 2):
+                page_ids = wanted_ids[start : start + PAGE_SIZE // 2]
+                page_keys = wanted_keys[start : start + PAGE_SIZE // 2]
+                # `operator` comes from a mixin the pydantic mypy plugin does not see.
+                flow_runs = await client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(  # type: ignore[call-arg]
+                        operator=Operator.or_,
+                        id=FlowRunFilterId(any_=page_ids),
+                        idempotency_key=FlowRunFilterIdempotencyKey(any_=page_keys),
+                    ),
+                    limit=PAGE_SIZE,
+                )
+                found += [FlowRunView.of(flow_run) for flow_run in flow_runs]
+        return found
+
+    async def crash_flow_run(self, flow_run_id: uuid.UUID, message: str) -> None:
+        """Record in Prefect that a flow run's process is gone, which nobody else reports."""
+        async with self._client() as client:
+            await client.set_flow_run_state(flow_run_id, Crashed(message=message), force=True)
 
     async def deployments(self) -> list[DeploymentState]:
         """Every deployment Autoloader manages (tagged `autoloader`), page by page: the server

@@ -15,6 +15,12 @@ class SyncSettings(BaseSettings):
     retry_initial_seconds: float = 1.0
     retry_max_seconds: float = 60.0
     reconcile_interval_seconds: float = 300.0
+    # The run watchdog: how often it looks, how old a heartbeat means a dead flow run, how
+    # many flow runs a run gets in all, and how long a run may wait for its first flow run.
+    watchdog_interval_seconds: float = 10.0
+    watchdog_stale_heartbeat_seconds: float = 45.0
+    watchdog_max_flow_attempts: int = Field(default=3, ge=1)
+    watchdog_queued_deadline_seconds: float = 60.0
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)

@@ -81,7 +81,7 @@ class Syncer:
                 )
             )
 
-    async def _deployment_for(
+    async def deployment_for(
         self, ingestion_id: uuid.UUID, resync: bool = False
     ) -> uuid.UUID | None:
         """The ingestion's deployment id: the recorded one when in sync, else after a sync."""
@@ -117,14 +117,14 @@ class Syncer:
             return "unknown run"
         if run.prefect_flow_run_id is not None or run.status != RunStatus.QUEUED:
             return "already started"
-        deployment_id = await self._deployment_for(ingestion_id)
+        deployment_id = await self.deployment_for(ingestion_id)
         if deployment_id is None:
             return "ingestion deleted"
         parameters = {"ingestion_id": str(ingestion_id), "run_id": str(run_id)}
         try:
             flow_run_id = await self.prefect.create_flow_run(deployment_id, run_id, parameters)
         except ObjectNotFound:  # the deployment was lost since it was recorded: recreate it
-            deployment_id = await self._deployment_for(ingestion_id, resync=True)
+            deployment_id = await self.deployment_for(ingestion_id, resync=True)
             if deployment_id is None:
                 return "ingestion deleted"
             flow_run_id = await self.prefect.create_flow_run(deployment_id, run_id, parameters)
