@@ -51,13 +51,13 @@ class IcebergTables:
         parent = self.spark.sql(
             f"SELECT parent_id FROM {table}.snapshots WHERE snapshot_id = {snapshot_id}"
         ).collect()[0][0]
-        scan = self.spark.read.format("iceberg")
+        scan = self.spark.read
         if parent is None:
             scan = scan.option("snapshot-id", snapshot_id)
         else:
             scan = scan.option("start-snapshot-id", parent).option("end-snapshot-id", snapshot_id)
         rows = (
-            scan.load(".".join(_parts(table)))
+            scan.table(table)
             .where(F.col(SOURCE_FILE).isin(list(paths)))
             .groupBy(SOURCE_FILE)
             .count()

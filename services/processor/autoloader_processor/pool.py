@@ -216,6 +216,7 @@ class Processor:
                 staged = tables.stage(spec, table, read.frame, batch_id, token)
                 check_held()
                 if not tables.publish(table, staged):
+                    log.warning("batch %s was already published by another holder", batch_id)
                     landed = tables.published(table, batch_id)
                     assert landed is not None, "published twice, yet not in the history"
                     return self._replayed(tables, table, landed, files)

@@ -1,0 +1,1 @@
+"""Fault injectors: run a service with a crash point patched in from the test side."""
