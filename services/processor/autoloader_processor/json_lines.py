@@ -12,11 +12,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 DECIMAL = re.compile(r"DECIMAL\(\d+,\s*\d+\)")
 PLAIN_FIELD = re.compile(r"(?<=[<,]\s)([^:<>,`\s]+):|(?<=<)([^:<>,`\s]+):")
+
+
+def not_blank() -> Column:
+    """A line with more than whitespace in it."""
+    return F.regexp_replace("value", r"\s+", "") != ""
 
 
 class NotExpressible(ValueError):
@@ -32,7 +37,7 @@ def read_lines(spark: SparkSession, paths: Sequence[str], source_column: str) ->
         .load(list(paths))
         .select("value", F.col("_metadata.file_path").alias(source_column))
     )
-    return lines.where(F.trim("value") != "").cache()
+    return lines.where(not_blank()).cache()
 
 
 def struct_schema(variant_schema: str) -> str:

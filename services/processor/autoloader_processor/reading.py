@@ -177,10 +177,16 @@ class BatchReader:
         failed = {}
         for path in paths:
             try:
-                reader(self.spark, self.spec.format).load(spark_path(path)).limit(1).collect()
+                self._frame([path]).limit(1).collect()  # as the batch reads it
             except Exception as error:
-                failed[path] = f"unreadable as {self.spec.format.type}: {first_line(error)}"
+                failed[path] = self._reason(error)
         return failed
+
+    def _reason(self, error: Exception) -> str:
+        kind = self.spec.format.type
+        if "QUERY_ONLY_CORRUPT_RECORD_COLUMN" in str(error):  # every line went to the rescue
+            return f"no {kind} record could be parsed"
+        return f"unreadable as {kind}: {first_line(error)}"
 
     def _judge_empty(self, path: str, result: BatchRead) -> None:
         """A file the batch read no row from is empty only if, read alone, Spark sees the file
@@ -191,10 +197,21 @@ class BatchReader:
         alone = reader(self.spark, self.spec.format).load(spark_path(path))
         if not alone.inputFiles():
             result.failed[path] = "Spark found no file at this path"
-        elif alone.limit(1).count() == 0:
+        elif alone.limit(1).count() == 0 or self._blank(path):
             result.records[path] = 0  # blank, or a header without rows
         else:
             result.failed[path] = "rows read from the file alone did not match it in the batch"
+
+    def _blank(self, path: str) -> bool:
+        """Only whitespace in the file (a text format's empty)."""
+        if self.spec.format.type == "parquet":
+            return False
+        text = self.spark.read.format("text").load(spark_path(path))
+        if self.spec.format.compression == "gzip":
+            text = (
+                self.spark.read.format("text").option("compression", "gzip").load(spark_path(path))
+            )
+        return text.where(json_lines.not_blank()).limit(1).count() == 0
 
     def _with_source_file(self, frame: DataFrame, landing: Sequence[str]) -> DataFrame:
         """Only the landing files' rows, `_source_file` set to each file's own path."""

@@ -1,0 +1,103 @@
+"""One Spark pass over a batch of awkwardly named files: every file keeps its identity and ends
+with the rows read from it, an empty verdict, or its reason; none fails its neighbours."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import unicodedata
+from typing import Any
+
+import pytest
+
+from autoloader_processor.reading import SOURCE_FILE, BatchReader
+from shared.spec import IngestionSpec
+from tests.integration.processor.conftest import BUCKET, Landing
+
+pytestmark = pytest.mark.integration
+
+AWKWARD = [
+    "file 3.json",
+    "100% done.json",
+    "hash#1.json",
+    "what?.json",
+    "emoji 🚀.json",
+    "brackets [1] (3).json",
+    "braces {a,b}.json",
+    "star*.json",
+    "quote'apos.json",
+    'double"quote.json',
+    "a+b.json",
+    "a%20b.json",
+    "semi;comma,amp&eq=tilde~.json",
+    unicodedata.normalize("NFC", "Ärger.json"),
+    unicodedata.normalize("NFD", "Ärger.json"),
+    "dt=2026-11-22/part-0.json",
+    "dt=2026-11-22/hour=01/part-0.json",
+    "deep/er/still deeper/x.json",
+    "colon:x.json",
+]
+
+
+def put(s3: Any, landing: Landing, name: str, body: bytes) -> tuple[str, int]:
+    s3.put_object(Bucket=BUCKET, Key=f"{landing.prefix}/{name}", Body=body)
+    return landing.path(name), len(body)
+
+
+def lines(name: str, rows: int) -> bytes:
+    return "\n".join(json.dumps({"name": name, "row": r}) for r in range(rows)).encode()
+
+
+def test_every_awkward_key_is_read_with_its_own_rows(s3: Any, spark: Any, landing: Landing) -> None:
+    sizes = dict(put(s3, landing, n, lines(n, i + 1)) for i, n in enumerate(AWKWARD))
+    reader = BatchReader(spark, landing.spec, sizes)
+    try:
+        read = reader.read()
+        assert read.failed == {}
+        assert read.records == {landing.path(n): i + 1 for i, n in enumerate(AWKWARD)}
+        assert read.frame is not None
+        landed = {
+            row[SOURCE_FILE]: row["count"]
+            for row in read.frame.groupBy(SOURCE_FILE).count().collect()
+        }
+        assert landed == read.records
+        assert "dt" not in read.frame.columns and "hour" not in read.frame.columns
+    finally:
+        reader.release()
+
+
+def test_bad_empty_and_hidden_files_are_judged_alone_and_the_rest_land(
+    s3: Any, spark: Any, landing: Landing
+) -> None:
+    gzip_spec = IngestionSpec.model_validate(
+        {**landing.spec.model_dump(mode="json", by_alias=True), "format": {"type": "json"}}
+    )
+    sizes = dict(
+        [
+            put(s3, landing, "good.json", lines("good", 4)),
+            put(s3, landing, "k=v/good.json", lines("kv", 2)),
+            put(s3, landing, "empty.json", b""),
+            put(s3, landing, "blank.json", b"\n  \n\t\n"),
+            put(s3, landing, "garbage.json", b"\x00\x01 not json at all\nnor this\n"),
+            put(s3, landing, "broken.json.gz", b"this is not gzip"),
+            put(s3, landing, "_hidden.json", lines("hidden", 2)),
+            put(s3, landing, "fine.json.gz", gzip.compress(lines("gz", 3))),
+        ]
+    )
+    reader = BatchReader(spark, gzip_spec, sizes)
+    try:
+        read = reader.read()
+    finally:
+        reader.release()
+    path = landing.path
+    assert read.records == {
+        path("good.json"): 4,
+        path("k=v/good.json"): 2,
+        path("fine.json.gz"): 3,
+        path("empty.json"): 0,
+        path("blank.json"): 0,
+    }
+    assert set(read.failed) == {path("garbage.json"), path("broken.json.gz"), path("_hidden.json")}
+    assert "parsed" in read.failed[path("garbage.json")]
+    assert "unreadable" in read.failed[path("broken.json.gz")]
+    assert "rename" in read.failed[path("_hidden.json")]
