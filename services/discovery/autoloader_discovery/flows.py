@@ -5,6 +5,10 @@ The flow only orchestrates small tasks: open the run, list and record new files 
 them to `autoloader.files` for the processor pool. It carries ids only; everything else
 is read from the database. Timeout and retries come from AUTOLOADER_FLOW_* settings, which
 scheduler-sync puts in each deployment's environment.
+
+While it works the flow writes the run's heartbeat, so that scheduler-sync's watchdog can tell
+a live flow run from one whose process died. When discovery fails for good, files already
+recorded still close the run (see shared.runs.close_interrupted_run).
 """
 
 from __future__ import annotations
@@ -145,7 +149,7 @@ async def run_ingestion(ingestion_id: str, run_id: str | None = None) -> dict[st
         return {"run_id": str(context.run_id), "new_files": new, "published": published}
     except BaseException as error:
         failed_run = context.run_id if context else (uuid.UUID(run_id) if run_id else None)
-        if failed_run is not None and not _prefect_retries_this_flow_run():
+        if failed_run is not None and _closes_the_run(error):
             reason = _reason(error, deadline, settings.flow.timeout_seconds)
             async with session_factory(engine)() as session:
                 await fail_run(session, failed_run, reason)
@@ -166,6 +170,16 @@ async def _beat_until_cancelled(engine: AsyncEngine, run_id: uuid.UUID) -> None:
                 await beat(session, run_id)
         except Exception as error:  # one missed beat is harmless; the watchdog allows several
             get_run_logger().warning("run heartbeat failed: %s: %s", type(error).__name__, error)
+
+
+def _closes_the_run(error: BaseException) -> bool:
+    """Whether this failure is the end of the run's discovery. Not while Prefect will retry
+    the flow run, and not when the process is being stopped from outside (SystemExit, a
+    termination signal): scheduler-sync's watchdog then finds the flow run crashed and starts
+    discovery again, or closes the run after its last attempt."""
+    if not isinstance(error, Exception | asyncio.CancelledError):
+        return False
+    return not _prefect_retries_this_flow_run()
 
 
 def _prefect_retries_this_flow_run() -> bool:

@@ -38,6 +38,23 @@ async def test_only_the_last_attempt_of_a_failing_flow_run_is_final(
     assert seen == [True, True, False]
 
 
+async def test_a_stopped_process_leaves_the_run_to_the_watchdog(
+    stack_env: dict[str, str],
+) -> None:
+    decisions: dict[str, bool] = {}
+
+    @flow
+    async def deciding() -> None:
+        decisions["error"] = flows._closes_the_run(ValueError("listing failed"))
+        decisions["cancelled"] = flows._closes_the_run(asyncio.CancelledError())
+        decisions["exit"] = flows._closes_the_run(SystemExit(1))
+        decisions["interrupt"] = flows._closes_the_run(KeyboardInterrupt())
+
+    await deciding()
+
+    assert decisions == {"error": True, "cancelled": True, "exit": False, "interrupt": False}
+
+
 async def test_the_flow_beats_while_it_works(
     sessions: async_sessionmaker[AsyncSession],
     engine: AsyncEngine,
