@@ -86,8 +86,10 @@ def bucket(s3: S3Client) -> Iterator[str]:
     s3.delete_bucket(Bucket=name)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def spark(spark_settings: SparkSettings) -> Iterator[Any]:
+    """A Spark Connect session of the test's own: fault tests restart the Spark server, which
+    forgets every session it had."""
     from pyspark.sql import SparkSession
 
     session = SparkSession.builder.remote(spark_settings.remote).create()

@@ -23,9 +23,15 @@ FILES_DISCOVERED = TypeAdapter(FilesDiscovered)
 
 def build_processor(settings: ProcessorSettings, dead_letters: DeadLetters) -> Processor:
     from pyspark.sql import SparkSession
+    from pyspark.sql.connect.client.retries import DefaultPolicy
 
     def spark_session() -> SparkSession:
         session: SparkSession = SparkSession.builder.remote(settings.spark.remote).create()
+        # Fail within seconds while the server is away, instead of the client's own ten
+        # minutes of retries: the pool releases the batch and the sweep retries it.
+        session.client.set_retry_policies(  # type: ignore[operator]
+            [DefaultPolicy(max_retries=4, max_backoff=2000)]
+        )
         return session
 
     async def dead_letter(event: FileFailed) -> None:
