@@ -118,7 +118,8 @@ class Processor:
         for file in claim.files:
             by_table[file.target_table].append(file)
         healthy = True
-        async with self.slots.session() as slot, self._holding(claim) as hold:
+        # The heartbeat starts first: waiting for a free Spark session must not lose the claim.
+        async with self._holding(claim) as hold, self.slots.session() as slot:
             for target, files in by_table.items():
                 table = quoted(target) if target else spec.destination.qualified
                 outcome = await self._land(slot.spark, spec, claim, table, files, hold)
