@@ -25,6 +25,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devstack import proc
 from devstack.components.prefect import PrefectServer, PrefectWorker
 from devstack.layout import Addresses, Layout
 from shared.models import FileState, Run, RunStatus
@@ -89,9 +90,15 @@ def process_tree(root: int) -> list[int]:
 
 
 def kill_9(pids: list[int]) -> None:
+    """SIGKILL each process and wait until all are gone, so that nothing mistakes a dying
+    worker for a live one."""
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while any(proc.alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, "killed processes did not exit"
+        time.sleep(0.05)
 
 
 async def discovery_under_way(engine: AsyncEngine, run_id: uuid.UUID) -> Any:
@@ -146,9 +153,10 @@ async def test_kill_9_of_the_worker_mid_flow_run_heals_within_two_minutes(
         flow_processes = process_tree(worker_pid)
         kill_9(flow_processes)
         killed = time.monotonic()
-        await asyncio.to_thread(worker.ensure_up)
     finally:
+        await asyncio.to_thread(worker.ensure_up)
         fcntl.flock(stack_lock, fcntl.LOCK_SH)
+    assert worker.pid() not in (None, worker_pid), "the worker was not started again"
     print(
         f"killed the worker and {len(flow_processes) - 1} flow-run processes; at the kill the "
         f"run was {at_kill.status}, files_expected={at_kill.files_expected}"
