@@ -31,4 +31,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Nothing to undo: null is what the older code reads as its default too."""
+    """Irreversible: the value removed was the old default, not a choice of the user."""
