@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,9 @@ async def landing(
             spec=spec.model_dump(mode="json", by_alias=True),
             source_type="s3",
             source_bucket=BUCKET,
+            # The stack's own processor sweeps every ingestion with claimable files; it skips
+            # deleted ones, which leaves these files to the processor under test.
+            deleted_at=datetime.now(UTC),
         )
         session.add(ingestion)
     yield Landing(ingestion, spec, f"it/{table}", spec.destination.qualified)
