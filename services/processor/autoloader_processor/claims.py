@@ -81,13 +81,17 @@ async def claim_batch(
     if oldest is None:
         await session.rollback()
         return None
-    chosen = await _whole_batch(session, oldest.batch_id) if oldest.batch_id else None
+    batch_id = oldest.batch_id
+    chosen = await _whole_batch(session, batch_id) if batch_id else None
     if not chosen:
+        # Fresh files start a batch of their own: the replay key of another batch would make
+        # its commit look like theirs.
+        batch_id = None
         chosen = await _fresh_files(session, ingestion_id, max_files, max_bytes)
     if not chosen:
         await session.rollback()
         return None
-    claim = await _take(session, chosen, worker, lease_seconds, oldest.batch_id)
+    claim = await _take(session, chosen, worker, lease_seconds, batch_id)
     await session.commit()
     return claim
 

@@ -176,6 +176,31 @@ async def test_a_re_claim_takes_the_whole_orphaned_batch_and_never_a_due_retry_w
     assert {f.batch_id for f in second.files} == {batch.files[0].batch_id}
 
 
+async def test_fresh_files_never_take_the_replay_key_of_a_batch_not_yet_claimable(
+    sessions: async_sessionmaker[AsyncSession], landing: Landing, s3: Any
+) -> None:
+    """f1 and f2 share batch X after a failure whose commit may have landed; their retries come
+    due at different times (attempts differ). With only f1 due, X cannot be claimed whole, and
+    the fresh f3 is claimed on its own, under a batch id of its own, not X's."""
+    sizes = put_files(s3, landing, ["f1.json", "f2.json", "f3.json"])
+    f1, f2, f3 = await record_files(sessions, landing, sizes)
+    batch = await claim(sessions, landing, "dead", max_files=2)
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text(
+                "UPDATE file_state SET status = 'PENDING', claim_token = NULL, "
+                "lease_until = NULL, next_attempt_at = CASE WHEN id = :f1 "
+                "THEN now() - interval '1 second' ELSE now() + interval '1 hour' END "
+                "WHERE id = ANY(:ids)"
+            ),
+            {"f1": f1, "ids": [f1, f2]},
+        )
+
+    fresh = await claim(sessions, landing, "next")
+    assert fresh.ids == [f3]
+    assert fresh.files[0].batch_id != batch.files[0].batch_id
+
+
 async def test_files_a_replayed_commit_does_not_hold_are_retried_not_recorded_empty(
     sessions: async_sessionmaker[AsyncSession],
     landing: Landing,
