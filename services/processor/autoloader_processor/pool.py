@@ -206,6 +206,7 @@ class Processor:
         tables = IcebergTables(spark, self.ready_tables)
         batch_id = files[0].batch_id
         if (landed := tables.published(table, batch_id)) is not None:
+            log.info("batch %s is already in %s as snapshot %s", batch_id, table, landed)
             return self._replayed(tables, table, landed, files)
         reader = BatchReader(spark, spec, {f.path: f.size for f in files})
         try:
@@ -221,6 +222,7 @@ class Processor:
                     landed = tables.published(table, batch_id)
                     assert landed is not None, "published twice, yet not in the history"
                     return self._replayed(tables, table, landed, files)
+                log.info("batch %s published in %s as snapshot %s", batch_id, table, staged)
             return Outcome(records=read.records, failed=read.failed)
         finally:
             reader.release()
