@@ -78,7 +78,7 @@ def assert_once(spark: Any, table: str, expected: int) -> None:
 
 def history(spark: Any, table: str) -> list[Any]:
     """Each snapshot's batch, claim, rows and whether it is in the table's current history."""
-    return spark.sql(
+    rows: list[Any] = spark.sql(
         f"SELECT s.snapshot_id, s.parent_id, s.summary['wap.id'] AS wap, "
         f"s.summary['published-wap-id'] AS published, s.summary['autoloader.claim'] AS claim, "
         f"s.summary['added-records'] AS added, h.is_current_ancestor "
@@ -86,6 +86,7 @@ def history(spark: Any, table: str) -> list[Any]:
         f"LEFT JOIN spark_catalog.default.{table}.history h ON s.snapshot_id = h.snapshot_id "
         f"ORDER BY s.committed_at"
     ).collect()
+    return rows
 
 
 async def start_run(api: httpx.AsyncClient, s3: Any, table: str, files: int) -> tuple[str, int]:
