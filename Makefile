@@ -64,6 +64,10 @@ $(HELM):
 bench: up ## Autoloader against Spark's file source on 2,000 small JSON files
 	@set -a && source .local/stack.env && set +a && $(PY) -m benchmarks.file_source_vs_autoloader $(BENCH_ARGS)
 
+TRIALS ?= 10
+chaos: up ## randomized fault trials on the running stack (TRIALS=30 for the full count)
+	@set -a && source .local/stack.env && set +a && $(PY) -m tests.chaos --trials $(TRIALS) $(CHAOS_ARGS)
+
 asyncapi: $(STAMP) ## regenerate docs/asyncapi.yaml from the event schemas
 	$(VENV)/bin/faststream docs gen --factory --yaml -o docs/asyncapi.yaml shared.asyncapi:asyncapi
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.settings import KafkaSettings, PrefectSettings
 from shared.topics import ALL_TOPICS
+from tests.e2e.conftest import eventually
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -135,11 +136,17 @@ async def test_prefect_deployment_runs_on_the_worker(
         try:
             flow_run = await arun_deployment(deployment_id, parameters={"value": 7}, timeout=180)
             assert flow_run.state is not None and flow_run.state.is_completed(), flow_run.state
-            task_runs = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id]))
+            # Task run states reach the server as events, after the flow run's own state.
+            await eventually(
+                lambda: client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id]))
+                ),
+                lambda runs: (
+                    [(r.name.split("-")[0], r.state_name) for r in runs]
+                    == [("square", "Completed")]
+                ),
+                30,
+                "the flow run's one task run was not recorded as completed",
             )
-            assert [(run.name.split("-")[0], run.state_name) for run in task_runs] == [
-                ("square", "Completed")
-            ]
         finally:
             await client.delete_deployment(deployment_id)
