@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PIP_CACHE_DIR ?= $(HOME)/.cache/autoloader/pip
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up down status env test test-unit lint typecheck check asyncapi clean helm bench
+.PHONY: help venv up down status env test test-unit lint typecheck check asyncapi clean helm bench chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
