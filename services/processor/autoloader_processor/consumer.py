@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from typing import cast
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
@@ -21,18 +23,32 @@ log = logging.getLogger(__name__)
 FILES_DISCOVERED = TypeAdapter(FilesDiscovered)
 
 
+# gRPC shares connections between channels to one address, and backs off reconnecting up to
+# two minutes after an outage: a session built once Spark Connect is back would still fail for
+# that long. Each session connects on its own, and retries a lost connection within seconds.
+SPARK_CHANNEL = [
+    ("grpc.use_local_subchannel_pool", 1),
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
 def build_processor(settings: ProcessorSettings, dead_letters: DeadLetters) -> Processor:
     from pyspark.sql import SparkSession
+    from pyspark.sql.connect.client import DefaultChannelBuilder
     from pyspark.sql.connect.client.retries import DefaultPolicy
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
 
     def spark_session() -> SparkSession:
-        session: SparkSession = SparkSession.builder.remote(settings.spark.remote).create()
+        # What `builder.remote()` sets, so that `pyspark.sql.functions` build Connect columns;
+        # the Connect builder is used directly because only it takes channel options.
+        os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
+        channel = DefaultChannelBuilder(settings.spark.remote, channelOptions=SPARK_CHANNEL)
+        session = ConnectSession.builder.channelBuilder(channel).create()
         # Fail within seconds while the server is away, instead of the client's own ten
         # minutes of retries: the pool releases the batch and the sweep retries it.
-        session.client.set_retry_policies(  # type: ignore[operator]
-            [DefaultPolicy(max_retries=4, max_backoff=2000)]
-        )
-        return session
+        session.client.set_retry_policies([DefaultPolicy(max_retries=4, max_backoff=2000)])
+        return cast(SparkSession, session)  # the Connect session behind the classic API
 
     async def dead_letter(event: FileFailed) -> None:
         await dead_letters.send(event.model_dump_json().encode(), event.key, event.error)

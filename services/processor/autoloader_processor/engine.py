@@ -4,9 +4,12 @@ Each batch in flight has a session of its own, because a staged commit sets `spa
 its session. A session whose server restarted is useless (the server forgot it), so a slot
 that saw an outage builds a new one next time.
 
-When a batch fails, `outage` asks the infrastructure directly: Spark Connect, the Iceberg
-catalog and the source's S3 store. If one of them does not answer, the failure is theirs and
-the batch's files keep their attempts; only when all answer does a failure count against files.
+When a batch fails, its error is looked at first: a call that never reached a live Spark
+Connect (the connection failed, the server restarted and forgot the session, or it is shutting
+down) is an outage whatever the server says a moment later. Otherwise `outage` asks the
+infrastructure directly: Spark Connect, the Iceberg catalog and the source's S3 store. If one
+of them does not answer, the failure is theirs and the batch's files keep their attempts; only
+when all answer does a failure count against files.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+import grpc
 from botocore.exceptions import ClientError
+from pyspark.errors.exceptions.connect import SparkConnectGrpcException
 from pyspark.sql import SparkSession
-
-from autoloader_processor.reading import first_line
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,43 @@ class SparkSlots:
 class SlotSession:
     spark: SparkSession
     broken: bool = False
+
+
+# gRPC codes of a call that did not reach a working server, or was cut off by its going away.
+_TRANSPORT_CODES = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+}
+# Errors of a server that restarted under the session, or of one shutting down.
+_GONE_MARKERS = (
+    "INVALID_HANDLE.SESSION_CHANGED",
+    "INVALID_HANDLE.SESSION_NOT_FOUND",
+    "INVALID_HANDLE.SESSION_CLOSED",
+    "RETRIES_EXCEEDED",
+    "Cannot call methods on a stopped SparkContext",
+    "SparkContext was shut down",
+)
+
+
+def spark_unreachable(error: BaseException) -> str | None:
+    """Why `error` says Spark Connect was out when the call was made, or None if it does not.
+
+    Probing afterwards cannot tell: the server may be back by then (the call failed while it
+    was starting) or still answering while it shuts down (the call was cut off)."""
+    if isinstance(error, SparkConnectGrpcException):
+        code = error.getGrpcStatusCode()
+        if code in _TRANSPORT_CODES:
+            return f"Spark Connect is unreachable ({code.name}): {first_line(error)}"
+    text = str(error)
+    if marker := next((m for m in _GONE_MARKERS if m in text), None):
+        return f"Spark Connect went away ({marker}): {first_line(error)}"
+    return None
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:500] if text else type(error).__name__
 
 
 def outage(spark: SparkSession, table: str, buckets: Sequence[str], s3: Any) -> str | None:

@@ -30,9 +30,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from autoloader_processor import claims
 from autoloader_processor.claims import Claim, ClaimedFile
-from autoloader_processor.engine import SparkSlots, buckets_of, outage
+from autoloader_processor.engine import (
+    SparkSlots,
+    buckets_of,
+    first_line,
+    outage,
+    spark_unreachable,
+)
 from autoloader_processor.iceberg import IcebergTables
-from autoloader_processor.reading import BatchReader, first_line
+from autoloader_processor.reading import BatchReader
 from autoloader_processor.settings import ProcessorSettings
 from shared.events import FileFailed
 from shared.models import Ingestion
@@ -244,7 +250,11 @@ class Processor:
         self, spark: SparkSession, table: str, files: Sequence[ClaimedFile], error: Exception
     ) -> Outcome:
         """In a worker thread: whose failure was it, and did the batch land anyway?"""
-        down = str(error) if isinstance(error, Outage) else self._outage(spark, table, files)
+        down = (
+            str(error)
+            if isinstance(error, Outage)
+            else spark_unreachable(error) or self._outage(spark, table, files)
+        )
         if down:
             OUTAGES.inc()
             log.warning("batch released: %s", down)

@@ -23,6 +23,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from autoloader_processor import json_lines
+from autoloader_processor.engine import first_line, spark_unreachable
 from shared.spec import FormatSpec, IngestionSpec
 
 SOURCE_FILE = "_source_file"
@@ -96,7 +97,9 @@ class BatchReader:
             frame, counts = self._count(paths)
         except BatchIdentityError:
             raise
-        except Exception:
+        except Exception as error:
+            if spark_unreachable(error):
+                raise
             result.failed.update(self._unreadable(paths))
             paths = [p for p in paths if p not in result.failed]
             if not paths:
@@ -179,6 +182,8 @@ class BatchReader:
             try:
                 self._frame([path]).limit(1).collect()  # as the batch reads it
             except Exception as error:
+                if spark_unreachable(error):
+                    raise  # not the file's fault: the batch is released for the outage
                 failed[path] = self._reason(error)
         return failed
 
@@ -227,8 +232,3 @@ class BatchReader:
         """Drop what this batch cached on the Spark server."""
         for frame in self.cached:
             frame.unpersist()
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:500] if text else type(error).__name__
