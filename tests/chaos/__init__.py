@@ -1,0 +1,1 @@
+"""`python -m tests.chaos`: randomized fault trials against the running native stack."""
