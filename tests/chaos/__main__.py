@@ -41,6 +41,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--faults", default=",".join(FAULTS), help=f"comma-separated, of: {', '.join(FAULTS)}"
     )
+    parser.add_argument("--in-turn", action="store_true", help="each fault in turn, not at random")
     parser.add_argument("--max-seconds", type=float, default=90.0, help="limit per run (90)")
     parser.add_argument("--max-delay", type=float, default=8.0, help="latest fault, s (8)")
     options = parser.parse_args(argv)
@@ -66,7 +67,8 @@ async def clients() -> AsyncIterator[Clients]:
 
 
 async def trials(options: argparse.Namespace) -> list[Result]:
-    chosen = plans(options.trials, options.seed, options.faults.split(","), options.max_delay)
+    faults = options.faults.split(",")
+    chosen = plans(options.trials, options.seed, faults, options.max_delay, options.in_turn)
     print(f"{len(chosen)} trials, seed {options.seed}", flush=True)
     results = []
     async with clients() as connected:

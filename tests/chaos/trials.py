@@ -170,10 +170,17 @@ async def clean_up(clients: Clients, ingestion_id: str, table: str, prefix: str)
         clients.s3.delete_object(Bucket=BUCKET, Key=item["Key"])
 
 
-def plans(count: int, seed: int, faults: list[str], max_delay: float) -> list[Plan]:
+def plans(
+    count: int, seed: int, faults: list[str], max_delay: float, in_turn: bool = False
+) -> list[Plan]:
+    """Which fault each trial injects, and when: at random, or the faults in turn."""
     chooser = random.Random(seed)
     return [
-        Plan(n, chooser.choice(faults), round(chooser.uniform(0, max_delay), 1))
+        Plan(
+            n,
+            faults[(n - 1) % len(faults)] if in_turn else chooser.choice(faults),
+            round(chooser.uniform(0, max_delay), 1),
+        )
         for n in range(1, count + 1)
     ]
 
