@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +103,24 @@ class SparkConnect(Component):
         return proc.spawn(self.layout, self.name, argv, env=env, cwd=workdir)
 
     def session(self) -> Any:
+        """A session that gives up within seconds: the client's default is ten minutes of
+        retries, which would hang a health check against a server that is going away."""
         from pyspark.sql import SparkSession
+        from pyspark.sql.connect.client.retries import DefaultPolicy
 
-        return SparkSession.builder.remote(self.address).create()
+        spark = SparkSession.builder.remote(self.address).create()
+        spark.client.set_retry_policies([DefaultPolicy(max_retries=3, max_backoff=1000)])
+        return spark
+
+    def stop(self) -> bool:
+        """Stop the server and wait, up to a minute, until its port is free again."""
+        stopped = super().stop()
+        deadline = time.monotonic() + 60
+        while proc.port_open(self.addresses.host, self.addresses.spark_connect_port):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} still listens a minute after it was stopped")
+            time.sleep(0.2)
+        return stopped
 
     def healthy(self) -> bool:
         if not proc.port_open(self.addresses.host, self.addresses.spark_connect_port):

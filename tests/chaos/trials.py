@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 from pyspark.sql import SparkSession
+from pyspark.sql.connect.client.retries import DefaultPolicy
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -142,10 +143,19 @@ async def check(
         problems.append(f"file_state disagrees with the table for {disagree[:3]} of {len(history)}")
 
 
+def spark_session(remote: str) -> SparkSession:
+    """A session that fails within seconds, not after the client's ten minutes of retries."""
+    spark: SparkSession = SparkSession.builder.remote(remote).create()
+    spark.client.set_retry_policies(  # type: ignore[operator]
+        [DefaultPolicy(max_retries=5, max_backoff=2000)]
+    )
+    return spark
+
+
 def table_counts(remote: str, table: str) -> tuple[dict[str, int], int, int]:
     """Rows per source file, rows, and distinct (file, row) ids; a new session each time,
     since a restarted Spark Connect forgets the old one."""
-    spark = SparkSession.builder.remote(remote).create()
+    spark = spark_session(remote)
     try:
         frame = spark.table(f"spark_catalog.default.{table}")
         per_file = {r[0]: int(r[1]) for r in frame.groupBy("_source_file").count().collect()}
@@ -160,7 +170,7 @@ def table_counts(remote: str, table: str) -> tuple[dict[str, int], int, int]:
 
 async def clean_up(clients: Clients, ingestion_id: str, table: str, prefix: str) -> None:
     await clients.api.delete(f"/api/v1/ingestions/{ingestion_id}")
-    spark = SparkSession.builder.remote(clients.spark_remote).create()
+    spark = spark_session(clients.spark_remote)
     try:
         spark.sql(f"DROP TABLE IF EXISTS spark_catalog.default.{table} PURGE")
     finally:
