@@ -83,9 +83,12 @@ async def test_files_land_exactly_once_and_only_new_files_later(
     assert after.select("file", "row").distinct().count() == expected + more
 
 
-async def test_a_corrupt_file_fails_alone_and_the_run_is_partial(
+async def test_an_unreadable_file_fails_alone_in_a_batch_with_good_files_and_a_hive_folder(
     api: httpx.AsyncClient, s3: Any, spark: Any, table: str
 ) -> None:
+    """One batch: good files, a file under a `key=value` folder, a gzip that is not one. The
+    good files and the folder's file land on their first attempt in that run; only the bad
+    file is retried, then FAILED with its reason."""
     prefix = f"e2e/{table}"
     good = put_json_files(s3, prefix, 0, 5)
     s3.put_object(Bucket=BUCKET, Key=f"{prefix}/part-broken.json.gz", Body=b"\x1f\x8b\x08not gzip")
@@ -94,18 +97,30 @@ async def test_a_corrupt_file_fails_alone_and_the_run_is_partial(
         Key=f"{prefix}/part-zipped.json.gz",
         Body=gzip.compress(b'{"file": 99, "row": 0, "value": "zipped"}\n'),
     )
+    s3.put_object(
+        Bucket=BUCKET,
+        Key=f"{prefix}/dt=2026-11-22/part-0.json",
+        Body=b'{"file": 98, "row": 0, "value": "hive"}\n{"file": 98, "row": 1, "value": "hive"}',
+    )
     created = await api.post("/api/v1/ingestions", json=ingestion(prefix, table))
     ingestion_id = created.json()["id"]
 
     run = await run_and_wait(api, ingestion_id)
 
     assert run["status"] == "partial", run
-    assert run["file_counts"] == {"SUCCESS": 6, "FAILED": 1}
-    files = (await api.get(f"/api/v1/ingestions/{ingestion_id}/files?status=FAILED")).json()
-    [failed] = files["items"]
+    assert run["file_counts"] == {"SUCCESS": 7, "FAILED": 1}
+    listed = (await api.get(f"/api/v1/ingestions/{ingestion_id}/files?limit=100")).json()["items"]
+    by_name = {item["path"].rsplit(f"{prefix}/", 1)[1]: item for item in listed}
+    [failed] = [item for item in listed if item["status"] == "FAILED"]
     assert failed["path"].endswith("part-broken.json.gz")
-    assert failed["error"] and failed["attempts"] == 3
-    assert spark.table(f"spark_catalog.default.{table}").count() == good + 1
+    assert "unreadable" in failed["error"] and failed["attempts"] == 3, failed
+    landed = {name: (f["attempts"], f["records"]) for name, f in by_name.items() if f is not failed}
+    assert landed["dt=2026-11-22/part-0.json"] == (1, 2)
+    assert landed["part-zipped.json.gz"] == (1, 1)
+    assert all(landed[f"part-{n:05d}.json"] == (1, 10) for n in range(5)), landed
+    frame = spark.table(f"spark_catalog.default.{table}")
+    assert frame.count() == good + 3
+    assert "dt" not in frame.columns
 
 
 async def test_a_new_column_is_added_and_earlier_rows_read_it_as_null(
