@@ -5,8 +5,8 @@ starts a run of 36 small files, injects one fault at a random moment in its firs
 checks that every row landed once, that file_state agrees with the table, and that the run
 ended `success` within the limit. One line per trial, then `N/N exact, max recovery S s`.
 
-It stops and kills shared components, so it holds /tmp/autoloader-stack.lock exclusively for
-as long as it runs: do not wrap it in `flock`.
+It stops and kills shared components, so it holds /tmp/autoloader-stack.lock exclusively during
+each trial: do not wrap it in `flock`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import httpx
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -73,17 +72,27 @@ async def trials(options: argparse.Namespace) -> list[Result]:
     results = []
     async with clients() as connected:
         for plan in chosen:
-            result = await run_trial(plan, connected, Stack.discover(), options.max_seconds)
+            async with stack_to_itself():
+                result = await run_trial(plan, connected, Stack.discover(), options.max_seconds)
             print(describe(result, len(chosen)), flush=True)
             results.append(result)
     return results
 
 
+@asynccontextmanager
+async def stack_to_itself() -> AsyncIterator[None]:
+    """The stack lock, exclusively for one trial: tests waiting for the stack run in between."""
+    fd = os.open(STACK_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def main(argv: list[str] | None = None) -> int:
     options = arguments(argv)
-    with Path(STACK_LOCK).open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        results = asyncio.run(trials(options))
+    results = asyncio.run(trials(options))
     exact = sum(r.exact for r in results)
     slowest = max((r.seconds or 0.0 for r in results), default=0.0)
     print(f"{exact}/{len(results)} exact, max recovery {slowest:.1f} s")
