@@ -1,7 +1,7 @@
 """The Prefect flow `run_ingestion`: discover an ingestion's new files and hand them on.
 
 The flow only orchestrates small tasks: open the run, list and record new files page by page
-(or, for a backfill, replay the window's file events and queue those files again), publish
+(or, for a backfill, find the window's files in file_state and queue them again), publish
 them to `autoloader.files` for the processor pool. It carries ids only; everything else
 is read from the database. Timeout and retries come from AUTOLOADER_FLOW_* settings, which
 scheduler-sync puts in each deployment's environment.
@@ -77,7 +77,7 @@ async def discover_files_task(
 async def replay_files_task(
     engine: AsyncEngine, settings: DiscoverySettings, context: RunContext
 ) -> int:
-    """A backfill: replay the window's file events and queue those files again."""
+    """A backfill: find the window's files in file_state and queue them again."""
     logger = get_run_logger()
 
     def report(progress: Progress) -> None:
@@ -88,8 +88,8 @@ async def replay_files_task(
         run_id=context.run_id,
         window=Window.of(context.parameters or {}),
         sessions=session_factory(engine),
-        bootstrap_servers=settings.kafka.bootstrap_servers,
         report=report,
+        page_size=settings.page_size,
     )
     return (await replay.run()).files_queued
 
