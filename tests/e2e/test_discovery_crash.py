@@ -17,9 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from devstack.components.api import Discovery
 from devstack.layout import Addresses, Layout
+from shared.topics import S3_EVENTS
 from tests.e2e.conftest import eventually
 from tests.e2e.test_event_inputs import notified_ingestion, rows_in
 from tests.e2e.test_processor_crash import wait_for_crash_point
@@ -40,9 +43,40 @@ def stack_discovery_stopped() -> Iterator[Discovery]:
     discovery.ensure_up()
 
 
-def start_discovery(log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    command = [str(Path(sys.executable).parent / "autoloader-discovery"), "run"]
-    return subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+def start_discovery(
+    log: Path, env: dict[str, str], crash_point: str | None = None
+) -> subprocess.Popen[bytes]:
+    """`autoloader-discovery run`; with a crash point, through the test-side fault injector."""
+    if crash_point:
+        command = [sys.executable, "-m", "tests.faults.discovery_crash", crash_point, "run"]
+    else:
+        command = [str(Path(sys.executable).parent / "autoloader-discovery"), "run"]
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.Popen(
+        command, env=env, cwd=root, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
+
+
+async def consumed_to(group: str, ends: dict[TopicPartition, int], bootstrap: str) -> bool:
+    """Whether the group's committed offsets have reached `ends`: it got past those messages."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return all(tp in committed and committed[tp].offset >= end for tp, end in ends.items())
+
+
+async def end_offsets(topic: str, bootstrap: str) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches the metadata that partitions_for_topic reads
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return dict(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
 
 
 @pytest.fixture
@@ -64,12 +98,8 @@ async def test_kill_9_after_recording_notified_files_then_restart_lands_them_onc
     created = await api.post("/api/v1/ingestions", json=notified_ingestion(prefix, table))
     ingestion_id = created.json()["id"]
     log = tmp_path / "discovery.log"
-    env = {
-        **os.environ,
-        **stack_discovery_stopped.env(),
-        "AUTOLOADER_DISCOVERY_CRASH_POINT": "after-record",
-    }
-    crashing = start_discovery(log, env)
+    env = {**os.environ, **stack_discovery_stopped.env()}
+    crashing = start_discovery(log, env, "after-record")
     try:
         body = "\n".join(json.dumps({"n": n}) for n in range(5)).encode()
         s3.put_object(Bucket=BUCKET, Key=f"{prefix}/one.json", Body=body)
@@ -84,25 +114,33 @@ async def test_kill_9_after_recording_notified_files_then_restart_lands_them_onc
 
     # The processor's sweep finds the PENDING file; a restarted consumer gets the
     # unacknowledged notification again, and it must add nothing.
-    restarted = start_discovery(
-        tmp_path / "restarted.log", {**env, "AUTOLOADER_DISCOVERY_CRASH_POINT": ""}
-    )
+    bootstrap = env["AUTOLOADER_KAFKA_BOOTSTRAP_SERVERS"]
+    ends = await end_offsets(S3_EVENTS.name, bootstrap)
+    restarted = start_discovery(tmp_path / "restarted.log", env)
     try:
         rows = await eventually(
             lambda: _rows(spark, table), lambda r: len(r) == 5, 60, "the files did not land"
         )
+        # Proof that the redelivered notification was handled: the group committed past it.
         await eventually(
-            lambda: asyncio.to_thread(_redelivered, tmp_path / "restarted.log"),
+            lambda: consumed_to(stack_discovery_stopped.group, ends, bootstrap),
             bool,
             60,
-            "the restarted consumer did not get the notification again",
+            "the restarted consumer did not get past the notification",
         )
-        await asyncio.sleep(3)  # time for a duplicate to show, if there were one
+        await eventually(
+            lambda: api.get(f"/api/v1/ingestions/{ingestion_id}/runs"),
+            lambda r: [run["status"] for run in r.json()["items"]] == ["success"],
+            60,
+            "the run did not finish",
+        )
     finally:
         restarted.terminate()
         restarted.wait(timeout=30)
 
     assert sorted(row["n"] for row in rows_in(spark, table)) == [0, 1, 2, 3, 4]
+    files = (await api.get(f"/api/v1/ingestions/{ingestion_id}/files")).json()["items"]
+    assert len(files) == 1, "the redelivered notification recorded nothing more"
     runs = (await api.get(f"/api/v1/ingestions/{ingestion_id}/runs")).json()["items"]
     assert [(r["trigger"], r["status"], r["records"]) for r in runs] == [("s3_event", "success", 5)]
     assert len(rows) == 5
@@ -110,9 +148,3 @@ async def test_kill_9_after_recording_notified_files_then_restart_lands_them_onc
 
 async def _rows(spark: Any, table: str) -> list[Any]:
     return rows_in(spark, table)
-
-
-def _redelivered(log: Path) -> bool:
-    return "autoloader.s3-events" in log.read_text(
-        errors="replace"
-    ) and " - Processed" in log.read_text(errors="replace")

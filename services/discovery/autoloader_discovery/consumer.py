@@ -22,7 +22,6 @@ from autoloader_discovery.settings import DiscoverySettings
 from shared.consumers import DeadLetters, raw_body, retrying
 from shared.db import create_engine, session_factory
 from shared.events import FilesDiscovered
-from shared.faults import halt
 from shared.s3 import s3_client
 from shared.s3_events import NotAnS3Event, S3EventRecord, parse_notification
 from shared.topics import FILES, S3_EVENTS, SEAWEEDFS_FILER
@@ -38,7 +37,6 @@ class NotificationHandler:
     publish: Callable[[FilesDiscovered], Awaitable[None]]
     dead_letters: DeadLetters
     join_window: timedelta
-    after_record: Callable[[], None] = lambda: None  # a crash point, in crash tests
 
     async def handle(self, raw: bytes, key: bytes | None) -> int:
         """Record and publish the new files of one notification; return how many."""
@@ -53,8 +51,6 @@ class NotificationHandler:
             reason = f"S3 event notification not applied: {type(error).__name__}: {error}"
             await self.dead_letters.send(raw, key, reason)
             return 0
-        if events:
-            self.after_record()
         for event in events:
             await retrying(partial(self.publish, event), "publishing notified files")
             log.info(
@@ -91,7 +87,6 @@ def broker_factory(settings: DiscoverySettings) -> KafkaBroker:
         publish=publish,
         dead_letters=DeadLetters(broker, S3_EVENTS.name, settings.group_id),
         join_window=timedelta(seconds=settings.notification_join_seconds),
-        after_record=partial(halt, "after-record") if settings.crash_point else lambda: None,
     )
 
     @broker.subscriber(

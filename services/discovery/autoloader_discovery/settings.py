@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -27,10 +25,6 @@ class DiscoverySettings(BaseSettings):
     seaweedfs_bridge: bool = Field(
         default=False,
         description="translate SeaweedFS filer events into S3 notifications (local stack)",
-    )
-    crash_point: Literal["", "after-record"] = Field(
-        default="",
-        description="fault injection for crash tests: stop dead after recording notified files",
     )
     page_size: int = Field(default=1000, ge=1, le=1000)
     files_per_event: int = Field(default=100, ge=1)

@@ -61,7 +61,12 @@ async def test_a_reprocessing_backfill_queues_a_landed_file_that_was_never_publi
     assert (progress.files_matched, progress.files_queued) == (1, 1)
     [row] = await rows_of(sessions, ingestion)
     assert (row.id, row.run_id, row.status) == (file_id, backfill, FileStatus.PENDING)
-    assert (await run_row(sessions, backfill)).progress["files_queued"] == 1
+    assert (await run_row(sessions, backfill)).progress == {
+        "pages": 1,
+        "files_matched": 1,
+        "files_queued": 1,
+        "files_skipped": 0,
+    }
 
 
 async def discovered(
