@@ -31,7 +31,8 @@ from shared.models import FileStatus, Run
 
 # One page: the window's next files by id, their upsert under the backfill run, and what the
 # page held. `already` counts files this run queued before (a retried flow), read from the
-# snapshot the upsert started from, so it and `queued` never count a file twice.
+# snapshot the upsert started from, so it and `queued` never count a file twice; without a
+# target table the row to queue is the file's own row, else it is found by the unique key.
 QUEUE_PAGE = text(
     """
     WITH page AS (
@@ -44,11 +45,13 @@ QUEUE_PAGE = text(
         LIMIT :limit
     ),
     already AS (
-        SELECT count(*) AS n FROM page
-        JOIN file_state src ON src.id = page.id
-        JOIN file_state own ON own.run_id = :run_id AND own.ingestion_id = src.ingestion_id
-         AND own.path = src.path AND own.etag IS NOT DISTINCT FROM src.etag
-         AND own.target_table IS NOT DISTINCT FROM CAST(:target_table AS text)
+        SELECT count(*) AS n FROM page JOIN file_state src ON src.id = page.id
+        WHERE CASE WHEN CAST(:target_table AS text) IS NULL THEN src.run_id = :run_id
+              ELSE EXISTS (SELECT 1 FROM file_state own
+                           WHERE own.ingestion_id = src.ingestion_id AND own.path = src.path
+                             AND own.etag = src.etag
+                             AND own.target_table = CAST(:target_table AS text)
+                             AND own.run_id = :run_id) END
     ),
     queued AS (
         INSERT INTO file_state (ingestion_id, run_id, path, etag, size, last_modified, status,

@@ -61,6 +61,10 @@ async def test_a_reprocessing_backfill_queues_a_landed_file_that_was_never_publi
     assert (progress.files_matched, progress.files_queued) == (1, 1)
     [row] = await rows_of(sessions, ingestion)
     assert (row.id, row.run_id, row.status) == (file_id, backfill, FileStatus.PENDING)
+    again = await replay(sessions, ingestion, backfill, window(since, reprocess=True))
+    assert (again.files_matched, again.files_queued) == (1, 1), "a retried flow counts it once"
+    [same] = await rows_of(sessions, ingestion)
+    assert (same.id, same.run_id, same.updated_at) == (file_id, backfill, row.updated_at)
     assert (await run_row(sessions, backfill)).progress == {
         "pages": 1,
         "files_matched": 1,
