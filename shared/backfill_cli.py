@@ -1,8 +1,8 @@
 """`autoloader backfill`: ask for a backfill run and follow its progress until it ends.
 
 It records the run exactly as `POST /api/v1/ingestions/{id}/backfill` does (run row plus
-BackfillRequested in one commit); scheduler-sync then starts the flow run that replays
-`autoloader.files`, and the processor pool lands the files.
+BackfillRequested in one commit); scheduler-sync then starts the flow run that queues the
+window's files again from `file_state`, and the processor pool lands them.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ FINAL = (RunStatus.SUCCESS, RunStatus.PARTIAL, RunStatus.FAILED)
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     backfill = commands.add_parser(
         "backfill",
-        help="replay an ingestion's files of a time window",
+        help="queue an ingestion's files of a time window again",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -118,7 +118,7 @@ async def _follow(sessions: async_sessionmaker[AsyncSession], run_id: uuid.UUID)
             run = await session.get(Run, run_id)
             counts = await RunRepository(session).file_counts(run_id)
         assert run is not None
-        line = f"  {run.status:<8} replay {run.progress or {}} files {counts}"
+        line = f"  {run.status:<8} backfill {run.progress or {}} files {counts}"
         if line != shown:
             print(line, flush=True)
             shown = line

@@ -289,9 +289,9 @@ def quoted(qualified: str) -> str:
 
 
 class BackfillSpec(StrictModel):
-    """Which files a backfill replays from `autoloader.files`, and what it does with them."""
+    """Which of an ingestion's recorded files a backfill queues again, and where they go."""
 
-    since: datetime = Field(description="replay files discovered at or after this instant")
+    since: datetime = Field(description="queue files discovered at or after this instant")
     until: datetime | None = Field(default=None, description="and before this one")
     reprocess: bool = Field(
         default=False, description="ingest files again even when they were ingested already"
@@ -312,7 +312,7 @@ class BackfillSpec(StrictModel):
     @model_validator(mode="after")
     def _coherent(self) -> BackfillSpec:
         if self.since > datetime.now(UTC):
-            raise ValueError("since is in the future: nothing to replay yet")
+            raise ValueError("since is in the future: nothing to backfill yet")
         if self.until is not None and self.until <= self.since:
             raise ValueError("until must be after since")
         if self.target_table is not None:

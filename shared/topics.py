@@ -1,8 +1,9 @@
 """Every Kafka topic Autoloader uses, with the partitions and retention it is created with.
 
 Retention matters: `autoloader.ingestion-events` is the log scheduler-sync replays to rebuild
-Prefect, so it is kept forever; `autoloader.files` is replayed for backfills, so it keeps
-90 days. Change a topic here and `autoloader topics ensure` applies it.
+Prefect, so it is kept forever; `autoloader.files` is a work queue for the processors
+(backfills read `file_state`, not this topic), and keeps 90 days for inspection. Change a
+topic here and `autoloader topics ensure` applies it.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ FILES = Topic(
     "autoloader.files",
     12,
     90 * DAY_MS,
-    "Batches of discovered files, keyed by ingestion id; replayed for backfills.",
+    "Batches of discovered files, keyed by ingestion id.",
 )
 RUN_EVENTS = Topic(
     "autoloader.run-events",

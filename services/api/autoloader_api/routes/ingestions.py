@@ -115,7 +115,7 @@ async def backfill_ingestion(
     uow: UowDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> RunAccepted:
-    """Replay the ingestion's files discovered in [since, until) from `autoloader.files`;
+    """Queue again the ingestion's files discovered in [since, until), from its load history;
     follow the run's `progress` at GET /api/v1/runs/{run_id}."""
     run = await trigger_run(
         uow,
