@@ -1,8 +1,10 @@
-"""Reading a topic from its end at the moment a test starts."""
+"""Reading a topic from its end at the moment a test starts, and telling when a consumer group
+has got past given messages."""
 
 from __future__ import annotations
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.topics import Topic
 
@@ -17,3 +19,26 @@ async def tail(bootstrap_servers: str, topic: Topic) -> AIOKafkaConsumer:
     for partition in partitions:  # resolve the end offsets now, before the test publishes
         await consumer.position(partition)
     return consumer
+
+
+async def consumed_to(group: str, ends: dict[TopicPartition, int], bootstrap: str) -> bool:
+    """Whether the group's committed offsets have reached `ends`: it got past those messages."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    done = {tp: meta.offset for tp, meta in committed.items()}
+    return all(done.get(tp, 0) >= end for tp, end in ends.items())  # an empty partition: 0
+
+
+async def end_offsets(topic: str, bootstrap: str) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches the metadata that partitions_for_topic reads
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return dict(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()

@@ -17,8 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from devstack.components.api import Discovery
 from devstack.layout import Addresses, Layout
@@ -26,6 +24,7 @@ from shared.topics import S3_EVENTS
 from tests.e2e.conftest import eventually
 from tests.e2e.test_event_inputs import notified_ingestion, rows_in
 from tests.e2e.test_processor_crash import wait_for_crash_point
+from tests.kafka_tail import consumed_to, end_offsets
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -55,28 +54,6 @@ def start_discovery(
     return subprocess.Popen(
         command, env=env, cwd=root, stdout=log.open("wb"), stderr=subprocess.STDOUT
     )
-
-
-async def consumed_to(group: str, ends: dict[TopicPartition, int], bootstrap: str) -> bool:
-    """Whether the group's committed offsets have reached `ends`: it got past those messages."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return all(tp in committed and committed[tp].offset >= end for tp, end in ends.items())
-
-
-async def end_offsets(topic: str, bootstrap: str) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        await consumer.topics()  # fetches the metadata that partitions_for_topic reads
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        return dict(await consumer.end_offsets(partitions))
-    finally:
-        await consumer.stop()
 
 
 @pytest.fixture

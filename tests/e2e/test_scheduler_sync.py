@@ -19,7 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.components.prefect import PrefectServer, PrefectWorker
 from devstack.layout import Addresses, Layout
+from shared.settings import KafkaSettings
+from shared.topics import INGESTION_EVENTS
 from tests.e2e.conftest import deployment_of, eventually, scheduled_ingestion
+from tests.kafka_tail import consumed_to, end_offsets
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -127,7 +130,10 @@ async def test_run_makes_a_flow_run_that_completes_on_the_worker(
 
 
 async def test_the_same_event_twice_gives_one_deployment_and_one_flow_run(
-    api: httpx.AsyncClient, prefect: PrefectClient, engine: AsyncEngine
+    api: httpx.AsyncClient,
+    prefect: PrefectClient,
+    engine: AsyncEngine,
+    kafka_settings: KafkaSettings,
 ) -> None:
     ingestion_id = await create(api, schedule=None)
     run_id = (await api.post(f"/api/v1/ingestions/{ingestion_id}/run")).json()["run_id"]
@@ -145,7 +151,15 @@ async def test_the_same_event_twice_gives_one_deployment_and_one_flow_run(
     await eventually(
         lambda: _unsent(engine, ingestion_id), lambda n: n == 0, 30, "events not re-sent"
     )
-    await asyncio.sleep(3)  # scheduler-sync applies the redelivered events meanwhile
+    # Proof that scheduler-sync got past the redelivered events, not a guess that it did.
+    bootstrap = kafka_settings.bootstrap_servers
+    ends = await end_offsets(INGESTION_EVENTS.name, bootstrap)
+    await eventually(
+        lambda: consumed_to("scheduler-sync", ends, bootstrap),
+        bool,
+        60,
+        "scheduler-sync did not consume the redelivered events",
+    )
 
     deployment = await deployment_of(prefect, ingestion_id)
     assert deployment is not None
@@ -246,7 +260,7 @@ async def test_a_malformed_event_goes_to_the_dlq_and_the_consumer_keeps_going(
 ) -> None:
     from aiokafka import AIOKafkaProducer
 
-    from shared.topics import DLQ, INGESTION_EVENTS
+    from shared.topics import DLQ
     from tests.kafka_tail import tail
 
     dlq = await tail(kafka_settings.bootstrap_servers, DLQ)
