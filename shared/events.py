@@ -107,7 +107,7 @@ class FilesDiscovered(Event):
     files: list[DiscoveredFile]
     replayed: bool = Field(
         default=False,
-        description="files a backfill queued again, not newly discovered: backfills skip these",
+        description="files a backfill queued again, not newly discovered",
     )
 
 
