@@ -17,9 +17,50 @@ import pytest
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.responses import DeploymentResponse
 from prefect.exceptions import ObjectNotFound
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from shared.settings import DatabaseSettings
+from tests.e2e import ledger as ledgers
 
 ROOT = Path(__file__).resolve().parents[2]
 API = os.environ.get("AUTOLOADER_API_URL", "http://127.0.0.1:8000")
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call" and report.failed:
+        item.stash[FAILED] = True
+    return report
+
+
+@pytest.fixture(autouse=True)
+async def ledger(
+    request: pytest.FixtureRequest, stack_env: dict[str, str]
+) -> AsyncIterator[ledgers.Ledger]:
+    """After the test, its ingestions' tables must agree with `file_state` file by file
+    (see tests/e2e/ledger.py); then its scratch tables are dropped. Fresh connections at
+    the end, because fault tests restart PostgreSQL and Spark Connect."""
+    remote = stack_env.get("AUTOLOADER_SPARK_REMOTE")
+    engine = create_async_engine(DatabaseSettings().url.get_secret_value())
+    try:
+        ledger = ledgers.Ledger(since=await ledgers.database_now(engine))
+    except OSError as error:
+        pytest.skip(f"the PostgreSQL of `make up` is not answering: {error}")
+    finally:
+        await engine.dispose()
+    yield ledger
+    if not remote:
+        return
+    engine = create_async_engine(DatabaseSettings().url.get_secret_value())
+    try:
+        passed = not request.node.stash.get(FAILED, False)
+        problems = await ledgers.check(engine, remote, ledger.since) if passed else []
+    finally:
+        await engine.dispose()
+        await asyncio.to_thread(ledgers.drop, remote, ledger.tables)
+    assert not problems, "the tables disagree with file_state:\n" + "\n".join(problems[:20])
 
 
 @pytest.fixture(scope="session")

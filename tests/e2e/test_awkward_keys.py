@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import unicodedata
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.e2e.conftest import eventually
+from tests.e2e.ledger import Ledger
 from tests.e2e.test_event_inputs import notified_ingestion
 from tests.e2e.test_ingestion_pipeline import BUCKET, ingestion, run_and_wait
 from tests.integration.processor.test_reading import AWKWARD
@@ -100,10 +99,8 @@ def assert_landed_once(
 
 
 @pytest.fixture
-def table(spark: Any) -> Iterator[str]:
-    name = f"keys_{uuid.uuid4().hex[:10]}"
-    yield name
-    spark.sql(f"DROP TABLE IF EXISTS spark_catalog.default.{name} PURGE")
+def table(ledger: Ledger) -> str:
+    return ledger.table("keys")
 
 
 async def test_every_awkward_key_lands_once_when_listed(

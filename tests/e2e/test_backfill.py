@@ -7,7 +7,6 @@ import asyncio
 import os
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,17 +17,17 @@ import pytest
 from autoloader_discovery.backfill import Progress, Replay, Window
 from shared.db import create_engine, session_factory
 from tests.e2e.conftest import eventually
+from tests.e2e.ledger import Ledger
 from tests.e2e.test_ingestion_pipeline import ingestion, put_json_files, run_and_wait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture
-def tables(spark: Any) -> Iterator[tuple[str, str]]:
-    names = (f"e2e_{uuid.uuid4().hex[:10]}", f"e2e_{uuid.uuid4().hex[:10]}_backfill")
-    yield names
-    for name in names:
-        spark.sql(f"DROP TABLE IF EXISTS spark_catalog.default.{name} PURGE")
+def tables(ledger: Ledger) -> tuple[str, str]:
+    source = ledger.table("e2e")
+    ledger.tables.append(f"{source}_backfill")
+    return source, f"{source}_backfill"
 
 
 async def ingested_in_two_halves(

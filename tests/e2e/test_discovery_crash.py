@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from devstack.components.api import Discovery
 from devstack.layout import Addresses, Layout
 from shared.topics import S3_EVENTS
 from tests.e2e.conftest import eventually
+from tests.e2e.ledger import Ledger
 from tests.e2e.test_event_inputs import notified_ingestion, rows_in
 from tests.e2e.test_processor_crash import wait_for_crash_point
 from tests.kafka_tail import consumed_to, end_offsets
@@ -57,10 +57,8 @@ def start_discovery(
 
 
 @pytest.fixture
-def table(spark: Any) -> Iterator[str]:
-    name = f"crash_{uuid.uuid4().hex[:10]}"
-    yield name
-    spark.sql(f"DROP TABLE IF EXISTS spark_catalog.default.{name} PURGE")
+def table(ledger: Ledger) -> str:
+    return ledger.table("crash")
 
 
 async def test_kill_9_after_recording_notified_files_then_restart_lands_them_once(

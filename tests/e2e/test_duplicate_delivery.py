@@ -3,8 +3,6 @@ no file spends another attempt, and the run stays as it was."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.settings import KafkaSettings
 from shared.topics import FILES
 from tests.e2e.conftest import eventually
+from tests.e2e.ledger import Ledger
 from tests.e2e.test_ingestion_pipeline import ingestion, put_json_files, run_and_wait
 from tests.kafka_tail import consumed_to, end_offsets, tail
 
@@ -23,10 +22,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture
-def table(spark: Any) -> Iterator[str]:
-    name = f"dup_{uuid.uuid4().hex[:10]}"
-    yield name
-    spark.sql(f"DROP TABLE IF EXISTS spark_catalog.default.{name} PURGE")
+def table(ledger: Ledger) -> str:
+    return ledger.table("dup")
 
 
 async def attempts(engine: AsyncEngine, ingestion_id: str) -> list[tuple[str, int, int]]:

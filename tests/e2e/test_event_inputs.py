@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.topics import COMMANDS, DLQ, FILES, S3_EVENTS, SEAWEEDFS_FILER, Topic
 from tests.e2e.conftest import eventually
+from tests.e2e.ledger import Ledger
 from tests.kafka_tail import tail
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -39,10 +40,8 @@ def notified_ingestion(prefix: str, table: str, enabled: bool = True) -> dict[st
 
 
 @pytest.fixture
-def table(spark: Any) -> Any:
-    name = f"e2e_{uuid.uuid4().hex[:10]}"
-    yield name
-    spark.sql(f"DROP TABLE IF EXISTS spark_catalog.default.{name} PURGE")
+def table(ledger: Ledger) -> str:
+    return ledger.table("e2e")
 
 
 @pytest.fixture

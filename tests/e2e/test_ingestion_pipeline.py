@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import uuid
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import eventually
+from tests.e2e.ledger import Ledger
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -47,10 +47,8 @@ async def run_and_wait(api: httpx.AsyncClient, ingestion_id: str) -> dict[str, A
 
 
 @pytest.fixture
-def table(spark: Any) -> Any:
-    name = f"e2e_{uuid.uuid4().hex[:10]}"
-    yield name
-    spark.sql(f"DROP TABLE IF EXISTS spark_catalog.default.{name} PURGE")
+def table(ledger: Ledger) -> str:
+    return ledger.table("e2e")
 
 
 async def test_files_land_exactly_once_and_only_new_files_later(

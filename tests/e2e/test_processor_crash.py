@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 from devstack.components.api import ProcessorPool
 from devstack.layout import Addresses, Layout
 from tests.e2e.conftest import eventually
+from tests.e2e.ledger import Ledger
 from tests.e2e.test_ingestion_pipeline import ingestion, put_json_files
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -115,27 +115,25 @@ async def test_kill_9_at_the_crash_point_then_restart_lands_every_row_once_withi
     spark: Any,
     stack_processor_stopped: ProcessorPool,
     tmp_path: Path,
+    ledger: Ledger,
 ) -> None:
-    table = f"crash_{uuid.uuid4().hex[:10]}"
+    table = ledger.table("crash")
     run_id, expected = await start_run(api, s3, table, 20)
     log = tmp_path / "processor.log"
-    try:
-        crashing = start_processor(log, crash_point)  # the default lease
-        await asyncio.to_thread(wait_for_crash_point, crashing, log, crash_point)
-        crashing.send_signal(signal.SIGKILL)
-        crashing.wait(timeout=10)
-        run = (await api.get(f"/api/v1/runs/{run_id}")).json()
-        assert run["file_counts"] == {"CLAIMED": 20}, run
+    crashing = start_processor(log, crash_point)  # the default lease
+    await asyncio.to_thread(wait_for_crash_point, crashing, log, crash_point)
+    crashing.send_signal(signal.SIGKILL)
+    crashing.wait(timeout=10)
+    run = (await api.get(f"/api/v1/runs/{run_id}")).json()
+    assert run["file_counts"] == {"CLAIMED": 20}, run
 
-        restarted = time.monotonic()
-        await asyncio.to_thread(stack_processor_stopped.ensure_up)
-        run = await run_succeeds(api, run_id, 60)
-        print(f"{crash_point}: run finished {time.monotonic() - restarted:.1f}s after restart")
+    restarted = time.monotonic()
+    await asyncio.to_thread(stack_processor_stopped.ensure_up)
+    run = await run_succeeds(api, run_id, 60)
+    print(f"{crash_point}: run finished {time.monotonic() - restarted:.1f}s after restart")
 
-        assert run["records"] == expected
-        assert_once(spark, table, expected)
-    finally:
-        spark.sql(f"DROP TABLE IF EXISTS spark_catalog.default.{table} PURGE")
+    assert run["records"] == expected
+    assert_once(spark, table, expected)
 
 
 async def test_a_processor_paused_past_its_claim_then_resumed_writes_nothing_twice(
@@ -144,11 +142,12 @@ async def test_a_processor_paused_past_its_claim_then_resumed_writes_nothing_twi
     spark: Any,
     stack_processor_stopped: ProcessorPool,
     tmp_path: Path,
+    ledger: Ledger,
 ) -> None:
     """The worst moment: staged, claim checked, about to publish, then SIGSTOP. Another
     processor takes the batch once the lease runs out and publishes it; the paused one,
     resumed, publishes too, and Iceberg refuses the second publication of the batch."""
-    table = f"pause_{uuid.uuid4().hex[:10]}"
+    table = ledger.table("pause")
     run_id, expected = await start_run(api, s3, table, 20)
     log = tmp_path / "paused.log"
     paused = start_processor(log, "pause-before-publish", worker_id="paused")
@@ -179,7 +178,6 @@ async def test_a_processor_paused_past_its_claim_then_resumed_writes_nothing_twi
     finally:
         paused.kill()
         paused.wait(timeout=10)
-        spark.sql(f"DROP TABLE IF EXISTS spark_catalog.default.{table} PURGE")
 
 
 def _async(probe: Any) -> Any:
@@ -196,10 +194,11 @@ async def test_two_processors_on_one_backlog_claim_each_file_once(
     engine: Any,
     stack_processor_stopped: ProcessorPool,
     tmp_path: Path,
+    ledger: Ledger,
 ) -> None:
     from sqlalchemy import text
 
-    table = f"pair_{uuid.uuid4().hex[:10]}"
+    table = ledger.table("pair")
     prefix = f"e2e/{table}"
     expected = put_json_files(s3, prefix, 0, 120, rows=2)
     body = ingestion(prefix, table, execution={"max_files_per_batch": 10})
@@ -217,22 +216,19 @@ async def test_two_processors_on_one_backlog_claim_each_file_once(
         for process in processes:
             process.terminate()
             process.wait(timeout=30)
-    try:
-        async with engine.connect() as connection:
-            rows = (
-                await connection.execute(
-                    text(
-                        "SELECT claimed_by, attempts, count(*) FROM file_state "
-                        "WHERE ingestion_id = :id GROUP BY claimed_by, attempts"
-                    ),
-                    {"id": ingestion_id},
-                )
-            ).all()
-        assert {attempts for _, attempts, _ in rows} == {1}, rows
-        assert {worker for worker, _, _ in rows} == {"pair-1", "pair-2"}, rows
-        assert sum(count for _, _, count in rows) == 120
-        frame = spark.table(f"spark_catalog.default.{table}")
-        assert frame.count() == expected
-        assert frame.select("file", "row").distinct().count() == expected
-    finally:
-        spark.sql(f"DROP TABLE IF EXISTS spark_catalog.default.{table} PURGE")
+    async with engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                text(
+                    "SELECT claimed_by, attempts, count(*) FROM file_state "
+                    "WHERE ingestion_id = :id GROUP BY claimed_by, attempts"
+                ),
+                {"id": ingestion_id},
+            )
+        ).all()
+    assert {attempts for _, attempts, _ in rows} == {1}, rows
+    assert {worker for worker, _, _ in rows} == {"pair-1", "pair-2"}, rows
+    assert sum(count for _, _, count in rows) == 120
+    frame = spark.table(f"spark_catalog.default.{table}")
+    assert frame.count() == expected
+    assert frame.select("file", "row").distinct().count() == expected

@@ -30,6 +30,7 @@ from devstack.components.prefect import PrefectServer, PrefectWorker
 from devstack.layout import Addresses, Layout
 from shared.models import FileState, Run, RunStatus
 from tests.e2e.conftest import deployment_of, eventually
+from tests.e2e.ledger import Ledger
 from tests.e2e.test_ingestion_pipeline import ingestion, put_json_files
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -82,10 +83,8 @@ def worker(stack_lock: int) -> Iterator[PrefectWorker]:
 
 
 @pytest.fixture
-def table(spark: Any) -> Iterator[str]:
-    name = f"wdog_{uuid.uuid4().hex[:10]}"
-    yield name
-    spark.sql(f"DROP TABLE IF EXISTS spark_catalog.default.{name} PURGE")
+def table(ledger: Ledger) -> str:
+    return ledger.table("wdog")
 
 
 def process_tree(root: int) -> list[int]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from sqlalchemy import text
 from devstack.components.spark import SparkConnect
 from devstack.layout import Addresses, Layout
 from tests.e2e.conftest import eventually
+from tests.e2e.ledger import Ledger
 from tests.e2e.test_ingestion_pipeline import ingestion, put_json_files
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -55,9 +55,9 @@ async def file_attempts(engine: Any, ingestion_id: str) -> dict[str, int]:
 
 
 async def test_a_spark_connect_outage_mid_run_spends_no_attempt(
-    api: httpx.AsyncClient, s3: Any, engine: Any, spark_connect: SparkConnect
+    api: httpx.AsyncClient, s3: Any, engine: Any, spark_connect: SparkConnect, ledger: Ledger
 ) -> None:
-    table = f"outage_{uuid.uuid4().hex[:10]}"
+    table = ledger.table("outage")
     prefix = f"e2e/{table}"
     expected = put_json_files(s3, prefix, 0, 60, rows=5)
     body = ingestion(prefix, table, execution={"max_files_per_batch": 5})
@@ -97,5 +97,4 @@ async def test_a_spark_connect_outage_mid_run_spends_no_attempt(
         assert frame.count() == expected
         assert frame.select("file", "row").distinct().count() == expected
     finally:
-        session.sql(f"DROP TABLE IF EXISTS spark_catalog.default.{table} PURGE")
         session.stop()
