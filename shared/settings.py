@@ -55,6 +55,26 @@ class CredentialsSettings(BaseSettings):
     key: SecretStr
 
 
+class TenancySettings(BaseSettings):
+    """What tenants may point their ingestions at. `local` sources read the service's own
+    filesystem, so they are off unless an operator turns them on for given roots."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTOLOADER_TENANCY_")
+
+    local_sources_enabled: bool = False
+    local_source_roots: list[str] = []
+    warehouse_bucket: str = "warehouse"
+    namespace_prefix: str = "t_"
+
+
+class CommandSettings(BaseSettings):
+    """The secret from which each tenant's key for signing upstream commands is derived."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTOLOADER_COMMANDS_")
+
+    signing_secret: SecretStr | None = None
+
+
 class FlowRunSettings(BaseSettings):
     """How Prefect runs `run_ingestion`; the defaults are those the seeds' flows used."""
 

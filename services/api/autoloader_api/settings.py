@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.settings import CredentialsSettings, DatabaseSettings, KafkaSettings
+from shared.settings import (
+    CredentialsSettings,
+    DatabaseSettings,
+    KafkaSettings,
+    TenancySettings,
+)
 
 
 class RelaySettings(BaseSettings):
@@ -27,3 +32,5 @@ class ApiSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     credentials: CredentialsSettings = Field(default_factory=CredentialsSettings)  # type: ignore[arg-type]
     relay: RelaySettings = Field(default_factory=RelaySettings)
+    tenancy: TenancySettings = Field(default_factory=TenancySettings)
+    admin_token: SecretStr | None = None  # AUTOLOADER_API_ADMIN_TOKEN: the /admin routes

@@ -12,6 +12,7 @@ from shared.settings import (
     KafkaSettings,
     PrefectSettings,
     S3Settings,
+    TenancySettings,
 )
 
 
@@ -34,3 +35,4 @@ class DiscoverySettings(BaseSettings):
     s3: S3Settings = Field(default_factory=S3Settings)
     credentials: CredentialsSettings = Field(default_factory=CredentialsSettings)  # type: ignore[arg-type]
     flow: FlowRunSettings = Field(default_factory=FlowRunSettings)
+    tenancy: TenancySettings = Field(default_factory=TenancySettings)

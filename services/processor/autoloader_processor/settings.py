@@ -8,7 +8,13 @@ import socket
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.settings import DatabaseSettings, KafkaSettings, S3Settings, SparkSettings
+from shared.settings import (
+    DatabaseSettings,
+    KafkaSettings,
+    S3Settings,
+    SparkSettings,
+    TenancySettings,
+)
 
 
 def _worker_id() -> str:
@@ -40,6 +46,7 @@ class ProcessorSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
+    tenancy: TenancySettings = Field(default_factory=TenancySettings)
 
     @model_validator(mode="after")
     def _margin_inside_lease(self) -> ProcessorSettings:

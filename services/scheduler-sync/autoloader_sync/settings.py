@@ -5,7 +5,13 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.settings import DatabaseSettings, FlowRunSettings, KafkaSettings, PrefectSettings
+from shared.settings import (
+    CommandSettings,
+    DatabaseSettings,
+    FlowRunSettings,
+    KafkaSettings,
+    PrefectSettings,
+)
 
 
 class SyncSettings(BaseSettings):
@@ -25,3 +31,4 @@ class SyncSettings(BaseSettings):
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     flow: FlowRunSettings = Field(default_factory=FlowRunSettings)
+    commands: CommandSettings = Field(default_factory=CommandSettings)
