@@ -89,6 +89,33 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class TenantNamespace(Base):
+    """A `catalog.database` an operator granted to a tenant, besides its own `t_<tenant>`."""
+
+    __tablename__ = "tenant_namespaces"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    namespace: Mapped[str] = mapped_column(String(300), primary_key=True)
+    created_at: Mapped[datetime] = _now()
+
+
+class SourceClaim(Base):
+    """A tenant's claim on a bucket, or on a prefix of it ('' for the whole bucket). The first
+    ingestion on an unclaimed bucket claims it whole; other tenants need an operator's grant."""
+
+    __tablename__ = "source_claims"
+
+    bucket: Mapped[str] = mapped_column(String(255), primary_key=True)
+    prefix: Mapped[str] = mapped_column(Text, primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    granted_by: Mapped[str] = mapped_column(String(16))  # 'first-use' or 'operator'
+    created_at: Mapped[datetime] = _now()
+
+
 class Ingestion(Base):
     """One ingestion: its validated spec (without credentials) plus the columns queries use."""
 

@@ -67,7 +67,9 @@ def test_what_is_not_a_notification_is_refused_with_the_reason(raw: bytes) -> No
         parse_notification(raw)
 
 
-def subscriber(path: str, pattern: str = "*.json", enabled: bool = True) -> Subscriber:
+def subscriber(
+    path: str, pattern: str = "*.json", enabled: bool = True, claimed: tuple[str, ...] = ("",)
+) -> Subscriber:
     spec = IngestionSpec.model_validate(
         {
             "name": "n",
@@ -81,7 +83,20 @@ def subscriber(path: str, pattern: str = "*.json", enabled: bool = True) -> Subs
             "destination": {"table": "t"},
         }
     )
-    return Subscriber(uuid.uuid4(), uuid.uuid4(), spec)
+    return Subscriber(uuid.uuid4(), uuid.uuid4(), spec, claimed)
+
+
+def test_a_record_reaches_only_tenants_whose_claim_covers_its_key() -> None:
+    """Tenant B's ingestion on the whole bucket, but B's operator grant covers only b/:
+    an upload under a/ (tenant A's part) does not reach it."""
+    owner = subscriber("s3://landing/", "*", claimed=("a/",))
+    granted = subscriber("s3://landing/", "*", claimed=("b/",))
+    unclaimed = subscriber("s3://landing/", "*", claimed=())
+    records = parse_notification(json.dumps({"Records": [record("a/1.json"), record("b/2.json")]}))
+    routed = route(records, [owner, granted, unclaimed])
+    assert [o.path for o in routed[owner]] == ["s3://landing/a/1.json"]
+    assert [o.path for o in routed[granted]] == ["s3://landing/b/2.json"]
+    assert unclaimed not in routed
 
 
 def test_records_go_to_the_ingestions_whose_bucket_prefix_and_pattern_match() -> None:

@@ -22,23 +22,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from autoloader_discovery.discovery import insert_new_files
 from autoloader_discovery.listing import ListedObject, matches
 from shared.events import FilesDiscovered
-from shared.models import Ingestion, IngestionStatus, Run, RunStatus, RunTrigger
+from shared.models import Ingestion, IngestionStatus, Run, RunStatus, RunTrigger, SourceClaim
 from shared.s3_events import S3EventRecord
 from shared.spec import IngestionSpec
 
 
 @dataclass(frozen=True, eq=False)
 class Subscriber:
-    """An active ingestion fed by notifications."""
+    """An active ingestion fed by notifications, with its tenant's claims on the bucket."""
 
     ingestion_id: uuid.UUID
     tenant_id: uuid.UUID
     spec: IngestionSpec
+    claimed: tuple[str, ...]  # prefixes of the bucket its tenant claims
 
     def wants(self, record: S3EventRecord) -> bool:
         source = self.spec.source
         if record.bucket != source.bucket or not record.key.startswith(source.prefix):
             return False
+        if not any(record.key.startswith(prefix) for prefix in self.claimed):
+            return False  # another tenant's part of the bucket
         relative = record.key[len(source.prefix) :]
         return not relative.endswith("/") and matches(relative, source.file_pattern)
 
@@ -52,8 +55,22 @@ async def subscribers(session: AsyncSession, buckets: Sequence[str]) -> list[Sub
             Ingestion.deleted_at.is_(None),
         )
     )
+    ingestions = list(rows)
+    claims: dict[tuple[str, uuid.UUID], list[str]] = defaultdict(list)
+    for bucket, tenant_id, prefix in await session.execute(
+        select(SourceClaim.bucket, SourceClaim.tenant_id, SourceClaim.prefix).where(
+            SourceClaim.bucket.in_({row.source_bucket for row in ingestions})
+        )
+    ):
+        claims[bucket, tenant_id].append(prefix)
     found = [
-        Subscriber(row.id, row.tenant_id, IngestionSpec.model_validate(row.spec)) for row in rows
+        Subscriber(
+            row.id,
+            row.tenant_id,
+            IngestionSpec.model_validate(row.spec),
+            tuple(claims[row.source_bucket or "", row.tenant_id]),
+        )
+        for row in ingestions
     ]
     return [subscriber for subscriber in found if subscriber.spec.uses_notifications]
 
