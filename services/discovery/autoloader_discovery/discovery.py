@@ -43,11 +43,13 @@ INSERT_NEW_FILES = text(
 
 @dataclass(frozen=True)
 class RunContext:
+    """What the flow's tasks share. It holds no secret: Prefect records task results, so the
+    source's credentials are decrypted where they are used (see source_credentials)."""
+
     run_id: uuid.UUID
     ingestion_id: uuid.UUID
     tenant_id: uuid.UUID
     spec: IngestionSpec
-    credentials: dict[str, Any] | None
     trigger: str = RunTrigger.SCHEDULED
     parameters: dict[str, Any] | None = None  # a backfill's window
 
@@ -65,7 +67,6 @@ async def start_run(
     ingestion_id: uuid.UUID,
     run_id: uuid.UUID | None,
     flow_run_id: uuid.UUID | None,
-    cipher: CredentialCipher,
 ) -> RunContext:
     """Mark the run running (creating it for a scheduled run) and load what discovery needs."""
     ingestion = await session.get(Ingestion, ingestion_id)
@@ -100,16 +101,18 @@ async def start_run(
     if started is None:  # a late flow run of a run that was closed meanwhile
         raise RunFinished(f"run {run_id} is already finished")
     spec = IngestionSpec.model_validate(ingestion.spec)
-    credentials = cipher.decrypt(ingestion.credentials) if ingestion.credentials else None
     return RunContext(
-        run_id,
-        ingestion.id,
-        ingestion.tenant_id,
-        spec,
-        credentials,
-        started.trigger,
-        started.parameters,
+        run_id, ingestion.id, ingestion.tenant_id, spec, started.trigger, started.parameters
     )
+
+
+async def source_credentials(
+    session: AsyncSession, ingestion_id: uuid.UUID, cipher: CredentialCipher
+) -> dict[str, Any] | None:
+    """The ingestion's own source credentials, decrypted, or None. Call it where they are
+    used and never return them from a task: a task's return value is a Prefect result."""
+    stored = await session.scalar(select(Ingestion.credentials).where(Ingestion.id == ingestion_id))
+    return cipher.decrypt(stored) if stored else None
 
 
 async def insert_new_files(

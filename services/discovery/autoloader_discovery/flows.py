@@ -31,6 +31,7 @@ from autoloader_discovery.discovery import (
     finish_discovery,
     pending_files,
     record_new_files,
+    source_credentials,
     start_run,
 )
 from autoloader_discovery.listing import list_source
@@ -41,7 +42,8 @@ from shared.events import FilesDiscovered
 from shared.models import RunTrigger
 
 
-@task(name="start_run", cache_policy=NO_CACHE)
+# No task persists its result: results hold ids and counts only, and nothing a retry needs.
+@task(name="start_run", cache_policy=NO_CACHE, persist_result=False)
 async def start_run_task(
     engine: AsyncEngine, settings: DiscoverySettings, ingestion_id: str, run_id: str | None
 ) -> RunContext:
@@ -52,18 +54,20 @@ async def start_run_task(
             uuid.UUID(ingestion_id),
             uuid.UUID(run_id) if run_id else None,
             uuid.UUID(flow_run_id) if flow_run_id else None,
-            CredentialCipher(settings.credentials.key),
         )
 
 
-@task(name="discover_files", cache_policy=NO_CACHE)
+@task(name="discover_files", cache_policy=NO_CACHE, persist_result=False)
 async def discover_files_task(
     engine: AsyncEngine, settings: DiscoverySettings, context: RunContext
 ) -> int:
     """List the source and record what is new; return how many files are new."""
     logger = get_run_logger()
     new, listed = 0, 0
-    pages = list_source(context.spec.source, context.credentials, settings.s3, settings.page_size)
+    cipher = CredentialCipher(settings.credentials.key)
+    async with session_factory(engine)() as session:
+        credentials = await source_credentials(session, context.ingestion_id, cipher)
+    pages = list_source(context.spec.source, credentials, settings.s3, settings.page_size)
     async with session_factory(engine)() as session:
         # One page at a time: the listing never sits whole in memory, and progress shows as it goes.
         while (page := await asyncio.to_thread(next, pages, None)) is not None:
@@ -73,7 +77,7 @@ async def discover_files_task(
     return new
 
 
-@task(name="replay_files", cache_policy=NO_CACHE)
+@task(name="replay_files", cache_policy=NO_CACHE, persist_result=False)
 async def replay_files_task(
     engine: AsyncEngine, settings: DiscoverySettings, context: RunContext
 ) -> int:
@@ -94,7 +98,7 @@ async def replay_files_task(
     return (await replay.run()).files_queued
 
 
-@task(name="publish_files", cache_policy=NO_CACHE)
+@task(name="publish_files", cache_policy=NO_CACHE, persist_result=False)
 async def publish_files_task(
     engine: AsyncEngine, settings: DiscoverySettings, context: RunContext
 ) -> int:
@@ -127,7 +131,7 @@ async def publish_files_task(
 HEARTBEAT_SECONDS = 5.0
 
 
-@flow(name="run_ingestion")
+@flow(name="run_ingestion", persist_result=False)
 async def run_ingestion(ingestion_id: str, run_id: str | None = None) -> dict[str, Any]:
     settings = DiscoverySettings()
     retries, delay = settings.flow.retries, settings.flow.retry_delay_seconds
