@@ -64,7 +64,6 @@ class TenancySettings(BaseSettings):
     local_sources_enabled: bool = False
     local_source_roots: list[str] = []
     warehouse_bucket: str = "warehouse"
-    namespace_prefix: str = "t_"
 
 
 class CommandSettings(BaseSettings):

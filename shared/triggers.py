@@ -11,8 +11,9 @@ import uuid
 from datetime import UTC, datetime
 
 from shared.events import BackfillRequested, IngestionTriggered
-from shared.models import Ingestion, IngestionStatus, Run, RunStatus, RunTrigger
+from shared.models import Ingestion, IngestionStatus, Run, RunStatus, RunTrigger, Tenant
 from shared.spec import BackfillSpec, IngestionSpec, qualify_table
+from shared.tenancy import check_table
 from shared.uow import UnitOfWork
 
 
@@ -68,6 +69,10 @@ async def trigger_run(
         refusal = f"ingestion {ingestion_id} is paused: resume it before running it"
     if refusal is not None and not record_refusal:
         raise Conflict(refusal)
+    parameters = backfill_parameters(ingestion, backfill) if backfill else None
+    if parameters and parameters.get("target_table"):
+        tenant = await uow.session.get_one(Tenant, tenant_id)
+        await check_table(uow.session, tenant, str(parameters["target_table"]), "target_table")
     run = Run(
         id=uuid.uuid4(),
         ingestion_id=ingestion.id,
@@ -75,7 +80,7 @@ async def trigger_run(
         trigger=trigger,
         requested_by=requested_by,
         idempotency_key=idempotency_key,
-        parameters=backfill_parameters(ingestion, backfill) if backfill else None,
+        parameters=parameters,
     )
     if refusal is not None:
         run.status, run.error, run.finished_at = RunStatus.FAILED, refusal, datetime.now(UTC)

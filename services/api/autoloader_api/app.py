@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from autoloader_api.container import Container
 from autoloader_api.routes import ingestions, operations, runs
 from autoloader_api.settings import ApiSettings
+from shared.tenancy import Forbidden
 from shared.triggers import Conflict, NotFound
 
 
@@ -70,6 +71,11 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def not_found(_: Request, error: NotFound) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=status.HTTP_404_NOT_FOUND)
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(_: Request, error: Forbidden) -> JSONResponse:
+        body = {"detail": str(error), "field": error.field}
+        return JSONResponse(body, status_code=status.HTTP_403_FORBIDDEN)
 
     @app.exception_handler(Conflict)
     async def conflict(_: Request, error: Conflict) -> JSONResponse:

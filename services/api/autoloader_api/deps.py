@@ -12,6 +12,7 @@ from autoloader_api.auth import tenant_for_key
 from autoloader_api.container import Container
 from shared.crypto import CredentialCipher
 from shared.models import Tenant
+from shared.settings import TenancySettings
 from shared.uow import UnitOfWork
 
 bearer = HTTPBearer(auto_error=False, description="An API key from `autoloader-api keys create`")
@@ -38,6 +39,13 @@ def get_cipher(container: ContainerDep) -> CredentialCipher:
 
 
 CipherDep = Annotated[CredentialCipher, Depends(get_cipher)]
+
+
+def get_tenancy(container: ContainerDep) -> TenancySettings:
+    return container.settings.tenancy
+
+
+TenancyDep = Annotated[TenancySettings, Depends(get_tenancy)]
 
 
 async def get_tenant(

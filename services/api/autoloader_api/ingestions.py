@@ -17,7 +17,9 @@ from shared.events import (
     IngestionUpdated,
 )
 from shared.models import Ingestion, IngestionStatus, Tenant
+from shared.settings import TenancySettings
 from shared.spec import IngestionSpec
+from shared.tenancy import check_spec
 from shared.triggers import Conflict, NotFound, locked_ingestion
 from shared.uow import UnitOfWork
 
@@ -101,9 +103,14 @@ async def _ensure_name_free(
 
 
 async def create(
-    uow: UnitOfWork, tenant: Tenant, spec: IngestionSpec, cipher: CredentialCipher
+    uow: UnitOfWork,
+    tenant: Tenant,
+    spec: IngestionSpec,
+    cipher: CredentialCipher,
+    tenancy: TenancySettings,
 ) -> Ingestion:
     await _ensure_name_free(uow, tenant, spec.name)
+    await check_spec(uow.session, tenant, spec, tenancy)
     ingestion = Ingestion(id=uuid.uuid4(), tenant_id=tenant.id, status=IngestionStatus.ACTIVE)
     ingestion.version = 1
     _apply(ingestion, spec, cipher)
@@ -123,9 +130,11 @@ async def replace(
     ingestion_id: uuid.UUID,
     spec: IngestionSpec,
     cipher: CredentialCipher,
+    tenancy: TenancySettings,
 ) -> Ingestion:
     ingestion = await _load(uow, tenant, ingestion_id)
     await _ensure_name_free(uow, tenant, spec.name, except_id=ingestion.id)
+    await check_spec(uow.session, tenant, spec, tenancy)
     before = dict(ingestion.spec)
     _apply(ingestion, spec, cipher)
     changed = sorted(
@@ -167,12 +176,13 @@ async def patch(
     ingestion_id: uuid.UUID,
     changes: dict[str, Any],
     cipher: CredentialCipher,
+    tenancy: TenancySettings,
 ) -> Ingestion:
     ingestion = await uow.ingestions.get(tenant.id, ingestion_id)
     if ingestion is None:
         raise NotFound(f"ingestion {ingestion_id} not found")
     spec = IngestionSpec.model_validate(merge_patch(ingestion.spec, changes))
-    return await replace(uow, tenant, ingestion_id, spec, cipher)
+    return await replace(uow, tenant, ingestion_id, spec, cipher, tenancy)
 
 
 async def delete(uow: UnitOfWork, tenant: Tenant, ingestion_id: uuid.UUID) -> None:

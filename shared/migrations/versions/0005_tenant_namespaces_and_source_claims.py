@@ -39,7 +39,14 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("bucket", "prefix", "tenant_id"),
     )
-    # Buckets already in use stay with the tenants using them.
+    # What tenants already use stays theirs: review it with `autoloader tenants show`.
+    op.execute(
+        "INSERT INTO tenant_namespaces (tenant_id, namespace) "
+        "SELECT DISTINCT tenant_id, concat_ws('.', "
+        "coalesce(spec->'destination'->>'catalog', 'spark_catalog'), "
+        "coalesce(spec->'destination'->>'database', 'default')) "
+        "FROM ingestions WHERE deleted_at IS NULL"
+    )
     op.execute(
         "INSERT INTO source_claims (bucket, prefix, tenant_id, granted_by) "
         "SELECT DISTINCT source_bucket, '', tenant_id, 'first-use' FROM ingestions "

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Query, Response, status
 
 from autoloader_api import ingestions
-from autoloader_api.deps import CipherDep, TenantDep, UowDep
+from autoloader_api.deps import CipherDep, TenancyDep, TenantDep, UowDep
 from autoloader_api.routes.runs import run_out
 from autoloader_api.schemas import FileOut, IngestionOut, Page, RunAccepted, RunOut
 from shared.models import FileStatus, IngestionStatus, RunTrigger
@@ -23,9 +23,10 @@ Offset = Annotated[int, Query(ge=0)]
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=IngestionOut)
 async def create_ingestion(
-    spec: IngestionSpec, tenant: TenantDep, uow: UowDep, cipher: CipherDep
+    spec: IngestionSpec, tenant: TenantDep, uow: UowDep, cipher: CipherDep, tenancy: TenancyDep
 ) -> IngestionOut:
-    return ingestions.to_out(await ingestions.create(uow, tenant, spec, cipher), cipher)
+    created = await ingestions.create(uow, tenant, spec, cipher, tenancy)
+    return ingestions.to_out(created, cipher)
 
 
 @router.get("", response_model=Page[IngestionOut])
@@ -62,8 +63,9 @@ async def replace_ingestion(
     tenant: TenantDep,
     uow: UowDep,
     cipher: CipherDep,
+    tenancy: TenancyDep,
 ) -> IngestionOut:
-    updated = await ingestions.replace(uow, tenant, ingestion_id, spec, cipher)
+    updated = await ingestions.replace(uow, tenant, ingestion_id, spec, cipher, tenancy)
     return ingestions.to_out(updated, cipher)
 
 
@@ -74,8 +76,9 @@ async def patch_ingestion(
     tenant: TenantDep,
     uow: UowDep,
     cipher: CipherDep,
+    tenancy: TenancyDep,
 ) -> IngestionOut:
-    updated = await ingestions.patch(uow, tenant, ingestion_id, changes, cipher)
+    updated = await ingestions.patch(uow, tenant, ingestion_id, changes, cipher, tenancy)
     return ingestions.to_out(updated, cipher)
 
 
