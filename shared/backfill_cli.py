@@ -23,6 +23,7 @@ from shared.models import Ingestion, Run, RunStatus, RunTrigger
 from shared.repositories import RunRepository
 from shared.settings import DatabaseSettings
 from shared.spec import BackfillSpec
+from shared.tenancy import Forbidden
 from shared.triggers import Conflict, NotFound, trigger_run
 from shared.uow import UnitOfWork
 
@@ -72,7 +73,7 @@ async def _backfill(args: argparse.Namespace, spec: BackfillSpec) -> int:
     try:
         try:
             run_id = await _request(sessions, args.ingestion, spec)
-        except (NotFound, Conflict) as error:
+        except (NotFound, Conflict, Forbidden) as error:
             print(f"backfill refused: {error}", file=sys.stderr)
             return 1
         print(f"backfill run {run_id} queued", flush=True)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared import backfill_cli
+from shared import backfill_cli, tenants_cli
 from shared.kafka_admin import ensure_topics
 from shared.settings import KafkaSettings
 from shared.topics import ALL_TOPICS, DAY_MS, SEAWEEDFS_FILER, Topic
@@ -55,5 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     db.add_argument("--config", default="alembic.ini", help="path to alembic.ini")
     db.set_defaults(handler=_db)
     backfill_cli.add_parser(commands)
+    tenants_cli.add_parser(commands)
     args = parser.parse_args(argv)
     return int(args.handler(args))
