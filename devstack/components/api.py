@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from devstack import proc
 from devstack.component import Component, Step
+from devstack.layout import BUCKETS
 from devstack.stack_env import stack_env
 
 DEV_TENANT = "dev"
+DEV_SOURCE = f"s3://{BUCKETS[0]}/"
 
 
 class ProjectService(Component):
@@ -123,22 +126,23 @@ class DevApiKey(Step):
             return False
 
     def ensure_up(self) -> bool:
-        if self.healthy():
-            return False
-        result = proc.run(
-            [
-                str(self.layout.venv_bin / "autoloader-api"),
-                "keys",
-                "create",
-                "--tenant",
-                DEV_TENANT,
-            ],
-            "creating the development API key",
+        created = not self.healthy()
+        if created:
+            result = self._run(["autoloader-api", "keys", "create", "--tenant", DEV_TENANT])
+            self.path.write_text(result.stdout.strip() + "\n")
+            self.path.chmod(0o600)
+        # The dev tenant writes to the `default` database and reads the landing bucket, as
+        # the README's examples do; grants are idempotent.
+        for grant in (["--namespace", "spark_catalog.default"], ["--source", DEV_SOURCE]):
+            self._run(["autoloader", "tenants", "grant", "--tenant", DEV_TENANT, *grant])
+        return created
+
+    def _run(self, command: list[str]) -> subprocess.CompletedProcess[str]:
+        return proc.run(
+            [str(self.layout.venv_bin / command[0]), *command[1:]],
+            f"running {' '.join(command[:3])} for the {DEV_TENANT} tenant",
             env={**os.environ, **stack_env(self.addresses)},
         )
-        self.path.write_text(result.stdout.strip() + "\n")
-        self.path.chmod(0o600)
-        return True
 
 
 class SchedulerSync(ConsumerService):

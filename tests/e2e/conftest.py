@@ -24,6 +24,7 @@ from tests.e2e import ledger as ledgers
 
 ROOT = Path(__file__).resolve().parents[2]
 API = os.environ.get("AUTOLOADER_API_URL", "http://127.0.0.1:8000")
+LANDING = "autoloader-landing"  # the stack's source bucket, shared by the end-to-end tenants
 FAILED = pytest.StashKey[bool]()
 
 
@@ -79,21 +80,20 @@ def tenant_name() -> str:
 
 @pytest.fixture
 def tenant_headers(running_api: str, tenant_name: str) -> dict[str, str]:
-    """A new tenant of the running stack, with its API key."""
+    """A new tenant of the running stack, with its API key; like the dev tenant, it may
+    write to the `default` database and read the landing bucket."""
+    key = _cli("autoloader-api", "keys", "create", "--tenant", tenant_name)
+    for grant in (["--namespace", "spark_catalog.default"], ["--source", f"s3://{LANDING}/"]):
+        _cli("autoloader", "tenants", "grant", "--tenant", tenant_name, *grant)
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _cli(*command: str) -> str:
+    executable = str(Path(sys.executable).parent / command[0])
     result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "autoloader-api"),
-            "keys",
-            "create",
-            "--tenant",
-            tenant_name,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=os.environ,
+        [executable, *command[1:]], capture_output=True, text=True, check=True, env=os.environ
     )
-    return {"Authorization": f"Bearer {result.stdout.strip()}"}
+    return result.stdout.strip()
 
 
 @pytest.fixture
