@@ -128,13 +128,17 @@ async def claim_source(session: AsyncSession, tenant_id: uuid.UUID, source: Sour
     )
 
 
+def destination_of(spec: IngestionSpec) -> str:
+    """The ingestion's own table as `catalog.database.table`."""
+    destination = spec.destination
+    return f"{destination.catalog}.{destination.database}.{destination.table}"
+
+
 async def check_spec(
     session: AsyncSession, tenant: Tenant, spec: IngestionSpec, settings: TenancySettings
 ) -> None:
     check_location(spec.source, settings)
-    destination = spec.destination
-    qualified = f"{destination.catalog}.{destination.database}.{destination.table}"
-    await check_table(session, tenant, qualified, "destination")
+    await check_table(session, tenant, destination_of(spec), "destination")
     await claim_source(session, tenant.id, spec.source)
 
 

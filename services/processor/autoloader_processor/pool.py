@@ -41,9 +41,10 @@ from autoloader_processor.iceberg import IcebergTables
 from autoloader_processor.reading import BatchReader
 from autoloader_processor.settings import ProcessorSettings
 from shared.events import FileFailed
-from shared.models import Ingestion
+from shared.models import Ingestion, Tenant
 from shared.runs import complete_run_if_done
 from shared.spec import IngestionSpec, quoted
+from shared.tenancy import Forbidden, check_table, destination_of
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +129,25 @@ class Processor:
         async with self._holding(claim) as hold, self.slots.session() as slot:
             for target, files in by_table.items():
                 table = quoted(target) if target else spec.destination.qualified
-                outcome = await self._land(slot.spark, spec, claim, table, files, hold)
+                if refused := await self._refused(ingestion, target or destination_of(spec)):
+                    outcome = Outcome(failed=dict.fromkeys((f.path for f in files), refused))
+                else:
+                    outcome = await self._land(slot.spark, spec, claim, table, files, hold)
                 if outcome.outage:
                     slot.broken, healthy = True, False
                 await self._record(ingestion, claim, files, outcome)
         return healthy
+
+    async def _refused(self, ingestion: Ingestion, qualified: str) -> str | None:
+        """Checked again before each write: the table lies in the tenant's namespaces."""
+        async with self.sessions() as session:
+            tenant = await session.get_one(Tenant, ingestion.tenant_id)
+            try:
+                await check_table(session, tenant, qualified, "destination")
+            except Forbidden as error:
+                log.warning("ingestion %s: write refused: %s", ingestion.id, error)
+                return f"write refused: {error.reason}"
+        return None
 
     @asynccontextmanager
     async def _holding(self, claim: Claim) -> AsyncIterator[Hold]:
