@@ -41,6 +41,7 @@ _MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "permissionerror",
             "not authorized",
             "unauthorized",
+            "write refused",
         ),
     ),
     (
@@ -160,11 +161,13 @@ def public_error(
     where: str | None = None,
     reason: str | None = None,
     detail: str | None = None,
+    about: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> str:
     """Log the full text of ``error`` under a fresh reference and return what the tenant sees:
     `[where: ]reason[: detail] (ref xxxxxxxx)`. ``reason`` defaults to classify(error);
-    ``detail`` must be text the tenant may see (never the raw message of an exception)."""
+    ``detail`` must be text the tenant may see (never the raw message of an exception).
+    ``about`` (say, the file's path) goes in the log line only."""
     ref = new_ref()
     text = reason or classify(error)
     if where:
@@ -173,13 +176,20 @@ def public_error(
         text = f"{text}: {detail}"
     text = f"{text} (ref {ref})"
     (logger or log).warning(
-        "%s; full error: %s", text, full_text(error), extra={"error_ref": ref, **(extra or {})}
+        "%s%s; full error: %s",
+        text,
+        f"; {about}" if about else "",
+        full_text(error),
+        extra={"error_ref": ref, **(extra or {})},
     )
     return text
 
 
 def public_file_error(
-    text: str, logger: Log | None = None, extra: dict[str, Any] | None = None
+    text: str,
+    logger: Log | None = None,
+    about: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> str:
     """A file's failure as its tenant sees it. Text that already carries a reference passes
     as it is; the reader's own verdicts (never raw exception text) get their reason in front,
@@ -189,5 +199,10 @@ def public_file_error(
     reason = classify(text)
     shown = text if text.startswith(reason) else None
     return public_error(
-        text, logger, reason=shown or reason, detail=None if shown else text, extra=extra
+        text,
+        logger,
+        reason=shown or reason,
+        detail=None if shown else text,
+        about=about,
+        extra=extra,
     )

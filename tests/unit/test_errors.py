@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
@@ -17,10 +18,8 @@ INTERNAL = "http://10.1.2.3:8333"  # stands for any internal host a raw message 
 
 
 def client_error(code: str) -> ClientError:
-    return ClientError(
-        {"Error": {"Code": code, "Message": f"at {INTERNAL}"}, "ResponseMetadata": {}},
-        "ListObjectsV2",
-    )
+    response: Any = {"Error": {"Code": code, "Message": f"at {INTERNAL}"}}
+    return ClientError(response, "ListObjectsV2")
 
 
 @pytest.mark.parametrize(

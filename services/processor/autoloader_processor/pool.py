@@ -40,6 +40,7 @@ from autoloader_processor.engine import (
 from autoloader_processor.iceberg import IcebergTables
 from autoloader_processor.reading import BatchReader
 from autoloader_processor.settings import ProcessorSettings
+from shared import errors
 from shared.events import FileFailed
 from shared.models import Ingestion, Tenant
 from shared.runs import complete_run_if_done
@@ -280,8 +281,16 @@ class Processor:
                 return self._replayed(IcebergTables(spark, self.ready_tables), table, landed, files)
         except Exception as check:
             return Outcome(outage=f"the commit could not be checked: {first_line(check)}")
-        reason = f"batch failed: {type(error).__name__}: {first_line(error)}"
-        log.warning(reason)
+        # One text, one ref for every file of the batch; the full error goes to the log.
+        spark_class = errors.spark_error_class(error)
+        reason = errors.public_error(
+            error,
+            log,
+            where="batch failed",
+            detail=f"Spark error {spark_class}" if spark_class else None,
+            about=f"batch {files[0].batch_id} into {table}",
+            extra={"batch_id": files[0].batch_id},
+        )
         return Outcome(batch_failed=reason)
 
     async def _record(
@@ -323,6 +332,12 @@ class Processor:
         outcome: Outcome,
     ) -> list[FileFailed]:
         FILE_FAILURES.inc()
+        error = errors.public_file_error(
+            error,
+            log,
+            about=f"file {file.path}",
+            extra={"ingestion_id": ingestion.id, "run_id": file.run_id, "batch_id": file.batch_id},
+        )
         final = await claims.mark_failed(
             session,
             claim,
