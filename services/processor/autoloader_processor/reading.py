@@ -23,7 +23,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from autoloader_processor import json_lines
-from autoloader_processor.engine import first_line, spark_unreachable
+from autoloader_processor.engine import spark_unreachable
+from shared import errors
 from shared.spec import FormatSpec, IngestionSpec
 
 SOURCE_FILE = "_source_file"
@@ -184,14 +185,23 @@ class BatchReader:
             except Exception as error:
                 if spark_unreachable(error):
                     raise  # not the file's fault: the batch is released for the outage
-                failed[path] = self._reason(error)
+                failed[path] = self._reason(error, path)
         return failed
 
-    def _reason(self, error: Exception) -> str:
+    def _reason(self, error: Exception, path: str) -> str:
+        """The tenant's text: a reason, and Spark's error class, with a ref; never Spark's
+        message, which names hosts and internal paths. The full text is logged under the ref."""
         kind = self.spec.format.type
         if "QUERY_ONLY_CORRUPT_RECORD_COLUMN" in str(error):  # every line went to the rescue
             return f"no {kind} record could be parsed"
-        return f"unreadable as {kind}: {first_line(error)}"
+        reason, spark_class = errors.classify(error), errors.spark_error_class(error)
+        detail = f"Spark error {spark_class}" if spark_class else None
+        if reason == errors.ACCESS_DENIED:
+            reason = errors.ACCESS_DENIED
+            detail = f"the ingestion's credentials cannot read the file ({kind})"
+        elif reason != errors.NOT_FOUND:
+            reason = f"unreadable as {kind}"  # Spark answered: the file's own fault
+        return errors.public_error(error, reason=reason, detail=detail, about=f"file {path}")
 
     def _judge_empty(self, path: str, result: BatchRead) -> None:
         """A file the batch read no row from is empty only if, read alone, Spark sees the file
