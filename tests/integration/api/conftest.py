@@ -30,6 +30,7 @@ from autoloader_api.auth import create_key
 from autoloader_api.settings import ApiSettings, RelaySettings
 from shared.crypto import new_key
 from shared.db import session_factory
+from shared.models import SourceClaim, TenantNamespace
 from shared.settings import CredentialsSettings, DatabaseSettings, KafkaSettings
 from shared.topics import INGESTION_EVENTS
 from shared.uow import UnitOfWork
@@ -84,6 +85,20 @@ async def client(api_settings: ApiSettings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 NewTenant = Callable[[], Awaitable[dict[str, str]]]
+SEED_BUCKET = "test-bucket"
+
+
+async def grant(
+    session: AsyncSession, tenant_id: uuid.UUID, namespace: str | None, bucket: str | None
+) -> None:
+    """What an operator grants with `autoloader tenants grant`: the seeds' request writes to
+    the `default` database and reads test-bucket, which every test tenant shares."""
+    if namespace is not None:
+        session.add(TenantNamespace(tenant_id=tenant_id, namespace=namespace))
+    if bucket is not None:
+        claim = SourceClaim(bucket=bucket, prefix="", tenant_id=tenant_id, granted_by="operator")
+        session.add(claim)
+    await session.flush()
 
 
 @pytest.fixture
@@ -91,8 +106,12 @@ def new_tenant(sessions: async_sessionmaker[AsyncSession]) -> NewTenant:
     """Create a tenant with a fresh API key; return the headers that authenticate as it."""
 
     async def create() -> dict[str, str]:
+        name = f"tenant-{uuid.uuid4().hex[:8]}"
         async with UnitOfWork(sessions) as uow:
-            key = await create_key(uow, f"tenant-{uuid.uuid4().hex[:8]}")
+            key = await create_key(uow, name)
+            tenant = await uow.tenants.get_or_create(name)
+            await grant(uow.session, tenant.id, "spark_catalog.default", SEED_BUCKET)
+            await uow.commit()
         return {"Authorization": f"Bearer {key}"}
 
     return create
@@ -147,7 +166,7 @@ def seed_request(**overrides: Any) -> dict[str, Any]:
         "cluster_id": "cluster_123",
         "source": {
             "type": "s3",
-            "path": "s3://test-bucket/data/",
+            "path": f"s3://{SEED_BUCKET}/data/",
             "file_pattern": "*.json",
             "credentials": {
                 "aws_access_key_id": "AKIATESTKEY12345",

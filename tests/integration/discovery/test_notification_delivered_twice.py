@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from autoloader_discovery.consumer import NotificationHandler
 from shared.consumers import DeadLetters
 from shared.events import FilesDiscovered
-from shared.models import FileState, Ingestion, Run, Tenant
+from shared.models import FileState, Ingestion, Run, SourceClaim, Tenant
 from shared.spec import IngestionSpec
 from tests.e2e.test_event_inputs import aws_notification
 from tests.integration.runs.rows import remove
@@ -45,17 +45,32 @@ async def notified(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[
         tenant = Tenant(id=uuid.uuid4(), name=name)
         session.add(tenant)
         await session.flush()
-        ingestion = Ingestion(
-            id=uuid.uuid4(),
-            tenant_id=tenant.id,
-            name=name,
-            spec=spec.model_dump(mode="json"),
-            source_type="s3",
-            source_bucket=name,
-        )
-        session.add(ingestion)
+        ingestion = await add_notified(session, tenant, spec, claimed=[""])
     yield ingestion
     await remove(sessions, ingestion)
+
+
+async def add_notified(
+    session: AsyncSession, tenant: Tenant, spec: IngestionSpec, claimed: list[str]
+) -> Ingestion:
+    """The ingestion, and its tenant's claims on the bucket (as the API records them)."""
+    bucket = spec.source.bucket
+    assert bucket is not None
+    ingestion = Ingestion(
+        id=uuid.uuid4(),
+        tenant_id=tenant.id,
+        name=spec.name,
+        spec=spec.model_dump(mode="json"),
+        source_type="s3",
+        source_bucket=bucket,
+    )
+    session.add(ingestion)
+    for prefix in claimed:
+        session.add(
+            SourceClaim(bucket=bucket, prefix=prefix, tenant_id=tenant.id, granted_by="operator")
+        )
+    await session.flush()
+    return ingestion
 
 
 class Refusals:
