@@ -38,6 +38,7 @@ from autoloader_discovery.listing import list_source
 from autoloader_discovery.settings import DiscoverySettings
 from shared.crypto import CredentialCipher
 from shared.db import create_engine, session_factory
+from shared.errors import ACCESS_DENIED, NOT_FOUND, TIMEOUT, UNREACHABLE, classify, public_error
 from shared.events import FilesDiscovered
 from shared.models import RunTrigger
 
@@ -195,7 +196,18 @@ def _prefect_retries_this_flow_run() -> bool:
 
 
 def _reason(error: BaseException, deadline: asyncio.Timeout, timeout_seconds: int) -> str:
+    """The run's error as its tenant sees it: the reason and a ref. The full text goes to the
+    flow run's log under that ref; it may name hosts or internal paths, never a secret."""
+    logger = get_run_logger()
     if deadline.expired():
-        return f"discovery took longer than its {timeout_seconds} s timeout"
-    detail = str(error)
-    return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
+        detail = f"took longer than {timeout_seconds} s"
+        return public_error(error, logger, where="discovery failed", reason=TIMEOUT, detail=detail)
+    reason = classify(error)
+    if reason in (ACCESS_DENIED, NOT_FOUND, UNREACHABLE) and _from_the_store(error):
+        reason = f"source {reason}"
+    return public_error(error, logger, where="discovery failed", reason=reason)
+
+
+def _from_the_store(error: BaseException) -> bool:
+    """botocore's errors come from listing the source (the store answering, or not)."""
+    return type(error).__module__.startswith(("botocore", "boto3"))
