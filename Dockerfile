@@ -3,7 +3,11 @@
 # docker-compose.yml picks the process with `command`; Spark runs in its own server, so no JDK.
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 \
+# A container of this image is production unless told otherwise: its services then refuse the
+# development stack's passwords and keys (docs/configuration.md). docker-compose.yml, the dev
+# stack, sets AUTOLOADER_ENV=development.
+ENV AUTOLOADER_ENV=production \
+    PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1

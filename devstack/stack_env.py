@@ -16,6 +16,8 @@ from devstack.layout import (
 
 def stack_env(a: Addresses) -> dict[str, str]:
     return {
+        # The dev stack's published passwords and keys below are accepted only here.
+        "AUTOLOADER_ENV": "development",
         "AUTOLOADER_DATABASE_URL": a.database_url,
         "AUTOLOADER_KAFKA_BOOTSTRAP_SERVERS": a.kafka_bootstrap,
         "AUTOLOADER_S3_ENDPOINT_URL": a.s3_endpoint,

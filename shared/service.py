@@ -37,6 +37,21 @@ async def serve(broker: KafkaBroker, background: Background | None = None) -> No
         await broker.stop()
 
 
+def invalid_settings(prog: str, error: ValidationError) -> str:
+    """What a service prints when its settings do not validate: one line per problem, naming
+    the setting, and never the value given (it may be a secret)."""
+    lines = [f"{prog}: invalid settings:"]
+    for problem in error.errors(include_url=False, include_input=False):
+        message = problem["msg"].removeprefix("Value error, ")
+        where = ".".join(str(part) for part in problem["loc"])
+        lines.append(f"  {error.title}{'.' + where if where else ''}: {message}")
+    lines.append(
+        "Set the AUTOLOADER_* environment variables (docs/configuration.md; `make env` prints "
+        "the local stack's)."
+    )
+    return "\n".join(lines)
+
+
 def run_or_check(
     prog: str,
     doc: str | None,
@@ -55,11 +70,7 @@ def run_or_check(
     try:
         loaded = settings()
     except ValidationError as error:
-        print(
-            f"{prog}: invalid settings: {error}\n"
-            "Set the AUTOLOADER_* environment variables (`make env` prints the local stack's).",
-            file=sys.stderr,
-        )
+        print(invalid_settings(prog, error), file=sys.stderr)
         return 2
     if args.command == "check":
         return print_results(asyncio.run(run_checks(checks(loaded))))

@@ -2,13 +2,48 @@
 
 Each service builds one settings object of its own from these parts; each part reads its own
 environment variables (prefix in `env_prefix`). Defaults point at the native stack that
-`make up` starts.
+`make up` starts, so a deployment states `AUTOLOADER_ENV=production` (the image and the Helm
+chart do), and then each part refuses the development stack's values, naming the variable to
+set. See docs/configuration.md.
 """
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+import os
+from typing import Any, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.crypto import CredentialCipher
+
+Environment = Literal["development", "production"]
+ENVIRONMENTS: tuple[Environment, ...] = ("development", "production")
+
+# The development stack's published values (devstack/layout.py); production refuses them.
+DEV_DATABASE_PASSWORD = "autoloader"
+DEV_S3_ACCESS_KEY_ID = "autoloader"
+DEV_S3_SECRET_ACCESS_KEY = "autoloader-secret"
+DEV_S3_PORT = 8333
+DEV_CREDENTIALS_KEY = "YpatRoDIDj2Y7_gEzHMt7OCrkZ2GWKA59exQBxr5AC0="
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def environment() -> Environment:
+    """AUTOLOADER_ENV: `development` (the default, what the code's defaults point at) or
+    `production`, which the deployment declares."""
+    value = os.environ.get("AUTOLOADER_ENV", "development").strip().lower()
+    for known in ENVIRONMENTS:
+        if value == known:
+            return known
+    raise ValueError(f"AUTOLOADER_ENV must be one of {', '.join(ENVIRONMENTS)}, not {value!r}")
+
+
+def _refuse(problems: list[str]) -> None:
+    """Raise the problems found in production as one error, one line each."""
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 class DatabaseSettings(BaseSettings):
@@ -19,6 +54,19 @@ class DatabaseSettings(BaseSettings):
     )
     pool_size: int = 10
 
+    @model_validator(mode="after")
+    def _no_development_password(self) -> Self:
+        if environment() == "production":
+            password = urlsplit(self.url.get_secret_value()).password
+            if password == DEV_DATABASE_PASSWORD:
+                _refuse(
+                    [
+                        "AUTOLOADER_DATABASE_URL uses the development password; set it to your "
+                        "database's URL"
+                    ]
+                )
+        return self
+
 
 class KafkaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUTOLOADER_KAFKA_")
@@ -27,12 +75,50 @@ class KafkaSettings(BaseSettings):
 
 
 class S3Settings(BaseSettings):
+    """The service's own S3 access. Unset endpoint means AWS S3; unset keys mean boto3's (and
+    S3A's) default credentials chain: an IAM role, instance profile, web identity, AWS_*."""
+
     model_config = SettingsConfigDict(env_prefix="AUTOLOADER_S3_")
 
-    endpoint_url: str | None = "http://127.0.0.1:8333"
-    access_key_id: str | None = "autoloader"
-    secret_access_key: SecretStr | None = SecretStr("autoloader-secret")
+    endpoint_url: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
     region: str = "us-east-1"
+
+    @model_validator(mode="after")
+    def _no_development_store(self) -> Self:
+        if environment() == "production":
+            _refuse(self._production_problems())
+        return self
+
+    def _production_problems(self) -> list[str]:
+        problems = []
+        if self.endpoint_url:
+            parts = urlsplit(self.endpoint_url)
+            if parts.hostname in _LOOPBACK and parts.port == DEV_S3_PORT:
+                problems.append(
+                    f"AUTOLOADER_S3_ENDPOINT_URL points at the development stack's store "
+                    f"({parts.hostname}:{DEV_S3_PORT}); set it to your S3 endpoint, or leave "
+                    "it unset for AWS S3"
+                )
+        secret = self.secret_access_key.get_secret_value() if self.secret_access_key else None
+        if self.access_key_id == DEV_S3_ACCESS_KEY_ID or secret == DEV_S3_SECRET_ACCESS_KEY:
+            problems.append(
+                "AUTOLOADER_S3_ACCESS_KEY_ID and AUTOLOADER_S3_SECRET_ACCESS_KEY hold the "
+                "development keys; set your own, or unset both to use an IAM role or the "
+                "default credentials chain"
+            )
+        elif (self.access_key_id is None) != (secret is None):
+            given, missing = (
+                ("AUTOLOADER_S3_ACCESS_KEY_ID", "AUTOLOADER_S3_SECRET_ACCESS_KEY")
+                if secret is None
+                else ("AUTOLOADER_S3_SECRET_ACCESS_KEY", "AUTOLOADER_S3_ACCESS_KEY_ID")
+            )
+            problems.append(
+                f"{given} is set but {missing} is not; set both, or neither to use an IAM "
+                "role or the default credentials chain"
+            )
+        return problems
 
 
 class SparkSettings(BaseSettings):
@@ -54,6 +140,29 @@ class CredentialsSettings(BaseSettings):
 
     key: SecretStr
 
+    @model_validator(mode="before")
+    @classmethod
+    def _key_given(cls, data: Any) -> Any:
+        # Name the variable: pydantic's own "Field required" names only the field `key`.
+        if isinstance(data, dict) and not data.get("key"):
+            raise ValueError(
+                "AUTOLOADER_CREDENTIALS_KEY is not set; set it to a key of your own "
+                "(`autoloader-api keys generate-encryption-key` makes one)"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _usable_key(self) -> Self:
+        CredentialCipher(self.key)  # a malformed key fails here, at start-up, naming the variable
+        if environment() == "production" and self.key.get_secret_value() == DEV_CREDENTIALS_KEY:
+            _refuse(
+                [
+                    "AUTOLOADER_CREDENTIALS_KEY is the development stack's published key; set "
+                    "a key of your own (`autoloader-api keys generate-encryption-key`)"
+                ]
+            )
+        return self
+
 
 class TenancySettings(BaseSettings):
     """What tenants may point their ingestions at. `local` sources read the service's own
@@ -72,6 +181,19 @@ class CommandSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUTOLOADER_COMMANDS_")
 
     signing_secret: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _secret_given(self) -> Self:
+        if environment() == "production" and not (
+            self.signing_secret and self.signing_secret.get_secret_value()
+        ):
+            _refuse(
+                [
+                    "AUTOLOADER_COMMANDS_SIGNING_SECRET is not set; set it to a long random "
+                    "secret, from which each tenant's command-signing key is derived"
+                ]
+            )
+        return self
 
 
 class FlowRunSettings(BaseSettings):

@@ -14,6 +14,8 @@ import argparse
 import asyncio
 import sys
 
+from pydantic import ValidationError
+
 from autoloader_sync.consumer import broker_factory, build_syncer
 from autoloader_sync.handler import EventHandler
 from autoloader_sync.reconcile import periodic_reconcile, rebuild, reconcile
@@ -26,7 +28,7 @@ from shared.preflight import (
     print_results,
     run_checks,
 )
-from shared.service import serve
+from shared.service import invalid_settings, serve
 
 
 def dependency_checks(settings: SyncSettings) -> dict[str, Check]:
@@ -82,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("check")
     args = parser.parse_args(argv)
     configure_logging()
-    settings = SyncSettings()
+    try:
+        settings = SyncSettings()
+    except ValidationError as error:
+        print(invalid_settings("autoloader-sync", error), file=sys.stderr)
+        return 2
     if args.command == "check":
         return print_results(asyncio.run(run_checks(dependency_checks(settings))))
     if args.command == "reconcile":
