@@ -31,6 +31,7 @@ from autoloader_sync.prefect_gateway import FlowRunView, flow_run_key, is_unavai
 from autoloader_sync.settings import SyncSettings
 from autoloader_sync.sync import Syncer
 from shared.consumers import is_transient
+from shared.errors import TIMEOUT, UNEXPECTED, classify, public_error
 from shared.models import Run, RunStatus
 from shared.periodic import every
 from shared.runs import UNFINISHED, close_interrupted_run
@@ -46,6 +47,16 @@ PASS_LIMIT = 500  # runs looked at per pass; the oldest first, the rest on the n
 
 
 @dataclass(frozen=True)
+class Why:
+    """Why a run is dead: the full text for the log, and what its tenant may be told (the
+    reason words of shared.errors and a summary that quotes no message from elsewhere)."""
+
+    reason: str
+    shown: str
+    kind: str = UNEXPECTED
+
+
+@dataclass(frozen=True)
 class Dead:
     """A run without live work behind it, and why."""
 
@@ -53,6 +64,7 @@ class Dead:
     ingestion_id: uuid.UUID
     attempts: int
     reason: str
+    why: Why
 
 
 @dataclass
@@ -75,9 +87,9 @@ class Watchdog:
         dead = []
         for run in runs:
             flow_run = by_id.get(run.prefect_flow_run_id) or by_key.get(str(run.id))
-            reason = await self._why_dead(run, flow_run, now)
-            if reason is not None:
-                dead.append(Dead(run.id, run.ingestion_id, run.flow_attempts, reason))
+            why = await self._why_dead(run, flow_run, now)
+            if why is not None:
+                dead.append(Dead(run.id, run.ingestion_id, run.flow_attempts, why.reason, why))
         for found in dead:
             try:
                 await self._retry_or_close(found)
@@ -111,21 +123,34 @@ class Watchdog:
             )
             return list(rows.all())
 
-    async def _why_dead(self, run: Any, flow_run: FlowRunView | None, now: datetime) -> str | None:
+    async def _why_dead(self, run: Any, flow_run: FlowRunView | None, now: datetime) -> Why | None:
         stale = timedelta(seconds=self.settings.watchdog_stale_heartbeat_seconds)
         if flow_run is None:
             if run.prefect_flow_run_id is not None:
                 last = run.heartbeat_at or run.created_at
                 if now - last > stale:
-                    return f"its flow run {run.prefect_flow_run_id} no longer exists in Prefect"
+                    return Why(
+                        f"its flow run {run.prefect_flow_run_id} no longer exists in Prefect",
+                        "its flow run no longer exists",
+                    )
                 return None
             deadline = timedelta(seconds=self.settings.watchdog_queued_deadline_seconds)
             if run.status == RunStatus.QUEUED and now - run.created_at > deadline:
-                return f"no flow run was started for it within {deadline.seconds} s"
+                return Why(
+                    f"no flow run was started for it within {deadline.seconds} s",
+                    f"no flow run started within {deadline.seconds} s",
+                    TIMEOUT,
+                )
             return None
         if flow_run.state_type in DEAD_STATES:
-            detail = f": {flow_run.state_message}" if flow_run.state_message else ""
-            return f"its flow run {flow_run.id} ended {flow_run.state_name}{detail}"
+            # The state message is the flow's raw exception text: for the log only.
+            message = flow_run.state_message
+            return Why(
+                f"its flow run {flow_run.id} ended {flow_run.state_name}"
+                + (f": {message}" if message else ""),
+                f"its flow run ended {flow_run.state_name}",
+                classify(message) if message else UNEXPECTED,
+            )
         if flow_run.state_type in LIVE_STATES:
             signs = [sign for sign in (run.heartbeat_at, flow_run.state_since) if sign is not None]
             if signs and now - max(signs) > stale:
@@ -134,24 +159,34 @@ class Watchdog:
                     f"while {flow_run.state_name}: its process is gone"
                 )
                 await self.syncer.prefect.crash_flow_run(flow_run.id, message)
-                return f"its flow run {flow_run.id} crashed: {message}"
+                return Why(
+                    f"its flow run {flow_run.id} crashed: {message}",
+                    f"its flow run crashed: no sign of life for over {stale.seconds} s",
+                )
         return None
 
     async def _retry_or_close(self, dead: Dead) -> None:
         attempt = dead.attempts + 1
         if attempt < self.settings.watchdog_max_flow_attempts and await self._retry(dead, attempt):
             return
+        shown = public_error(
+            dead.reason,
+            log,
+            where="discovery failed",
+            reason=dead.why.kind,
+            detail=f"{dead.why.shown}, after {attempt} flow runs",
+            about=f"run {dead.run_id}",
+            extra={"run_id": str(dead.run_id)},
+        )
         async with self.syncer.sessions() as session:
-            status = await close_interrupted_run(
-                session, dead.run_id, f"{dead.reason} (after {attempt} flow runs)"
-            )
+            status = await close_interrupted_run(session, dead.run_id, shown)
         if status is not None:
             CLOSED.inc()
             log.warning(
                 "run %s closed %s: %s",
                 dead.run_id,
                 status,
-                dead.reason,
+                shown,
                 extra={"run_id": str(dead.run_id)},
             )
 

@@ -1,14 +1,16 @@
 """The run watchdog's decisions against the real Prefect server and PostgreSQL.
 
 A run whose flow run crashed gets a new flow run for the same run; after its last attempt it is
-closed with the reason Prefect gave; a flow run left RUNNING with no heartbeat is marked crashed
-and retried; two passes at once create one flow run; a run whose discovery finished is left to
-its files.
+closed with a reason and a ref (Prefect's message is in the log under the ref); a flow run left
+RUNNING with no heartbeat is marked crashed and retried; two passes at once create one flow run;
+a run whose discovery finished is left to its files.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -130,16 +132,24 @@ async def test_after_the_last_attempt_the_run_fails_with_the_reason(
     prefect: PrefectClient,
     ingestion: Ingestion,
     unserved_deployment: uuid.UUID,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     run_id, last = await started_run(syncer, ingestion, unserved_deployment, flow_attempts=2)
-    await crash(prefect, last, "worker lost")
+    await crash(prefect, last, "worker lost at 10.0.0.7")
 
-    await Watchdog(syncer, settings).once()
+    with caplog.at_level(logging.WARNING, logger="autoloader_sync.watchdog"):
+        await Watchdog(syncer, settings).once()
 
     run = await run_row(syncer.sessions, run_id)
     assert run.status == RunStatus.FAILED
     assert run.error is not None
-    assert "Crashed" in run.error and "worker lost" in run.error and "3 flow runs" in run.error
+    assert "Crashed" in run.error and "3 flow runs" in run.error
+    # The tenant sees the reason and a ref; Prefect's message is in the log under that ref.
+    assert "worker lost" not in run.error and "10.0.0.7" not in run.error
+    ref = re.search(r"\(ref ([0-9a-f]{8})\)", run.error)
+    assert ref is not None, run.error
+    logged = [r.getMessage() for r in caplog.records if getattr(r, "error_ref", None) == ref[1]]
+    assert logged and "worker lost at 10.0.0.7" in logged[0], caplog.text
     assert len(await flow_runs_of(prefect, run_id)) == 1
 
 
