@@ -106,6 +106,9 @@ async def close_interrupted_run(
 ) -> RunStatus | None:
     """Discovery of the run failed for good (its flow's last attempt failed, or crashed).
 
+    ``reason`` is shown to the run's tenant as it is: the caller makes it with
+    shared.errors.public_error (reason words and a ref, the full text only in the log).
+
     Files already recorded are the run's files: they are published, or swept up, and land,
     and they close the run, `partial` or `failed` (the error says discovery was interrupted).
     With no files recorded the run fails now, with the reason. A run that is already final,

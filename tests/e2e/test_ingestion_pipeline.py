@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from typing import Any
 
 import httpx
@@ -111,7 +112,10 @@ async def test_an_unreadable_file_fails_alone_in_a_batch_with_good_files_and_a_h
     by_name = {item["path"].rsplit(f"{prefix}/", 1)[1]: item for item in listed}
     [failed] = [item for item in listed if item["status"] == "FAILED"]
     assert failed["path"].endswith("part-broken.json.gz")
-    assert "unreadable" in failed["error"] and failed["attempts"] == 3, failed
+    assert failed["error"].startswith("unreadable") and failed["attempts"] == 3, failed
+    # The reason and a ref, never Spark's message (it names the store's host and s3a paths).
+    assert re.search(r"\(ref [0-9a-f]{8}\)$", failed["error"]), failed
+    assert "s3a://" not in failed["error"] and "127.0.0.1" not in failed["error"], failed
     landed = {name: (f["attempts"], f["records"]) for name, f in by_name.items() if f is not failed}
     assert landed["dt=2026-11-22/part-0.json"] == (1, 2)
     assert landed["part-zipped.json.gz"] == (1, 1)

@@ -21,7 +21,7 @@ from tests.integration.runs.rows import add_files, completions, new_run, run_row
 
 pytestmark = pytest.mark.integration
 
-REASON = "SystemExit: 1"
+REASON = "discovery failed: unexpected error (ref 0123abcd)"  # as flows._reason gives it
 
 
 async def land(
