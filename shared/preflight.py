@@ -1,19 +1,23 @@
-"""Connectivity checks each service runs before it starts work (`<service> check`).
+"""Connectivity checks each service runs before it starts work (`<service> check`), and the
+probes a long-running process answers health requests with.
 
-Each check does one real request and returns what it saw, or raises with what failed.
+Each check does one real request and returns what it saw, or raises with what failed. The
+probes instead answer a status word (ok, unreachable, timeout, ...) and log what failed: their
+answers are shown to callers who should not see hosts, users or driver messages.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.settings import (
     DatabaseSettings,
@@ -24,7 +28,13 @@ from shared.settings import (
 )
 from shared.topics import ALL_TOPICS
 
+if TYPE_CHECKING:
+    from aiokafka.admin import AIOKafkaAdminClient
+
 Check = Callable[[], Awaitable[str]]
+log = logging.getLogger(__name__)
+
+OK, UNREACHABLE, TIMEOUT, TOPICS_MISSING = "ok", "unreachable", "timeout", "topics_missing"
 
 
 @dataclass(frozen=True)
@@ -119,3 +129,77 @@ def print_results(results: list[CheckResult]) -> int:
     for result in results:
         print(f"  {result.name:<10} {'ok' if result.ok else 'FAILED':<7} {result.detail}")
     return 0 if all(result.ok for result in results) else 1
+
+
+async def database_status(engine: AsyncEngine, within: float) -> str:
+    """`SELECT 1` through the service's own engine (its pool): ok, unreachable or timeout."""
+    try:
+        async with asyncio.timeout(within), engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except TimeoutError:
+        log.warning("database probe: no answer within %ss", within)
+        return TIMEOUT
+    except Exception as error:  # the answer is one word; the log keeps what it stands for
+        log.warning("database probe failed: %s: %s", type(error).__name__, error)
+        return UNREACHABLE
+    return OK
+
+
+class KafkaProbe:
+    """Kafka's reachability for a health page: one admin client kept between calls (dropped
+    and rebuilt after a failure), and the last answer reused for `ttl` seconds, so polling the
+    page neither opens a connection per call nor queues requests behind a dead broker."""
+
+    def __init__(self, settings: KafkaSettings, ttl: float = 10.0, timeout: float = 5.0) -> None:
+        self.settings = settings
+        self.ttl = ttl
+        self.timeout = timeout
+        self.admin: AIOKafkaAdminClient | None = None
+        self._lock = asyncio.Lock()
+        self._last: tuple[float, str] | None = None
+
+    async def status(self) -> str:
+        """ok, unreachable, timeout or topics_missing."""
+        async with self._lock:
+            now = asyncio.get_running_loop().time()
+            if self._last is None or now - self._last[0] >= self.ttl:
+                self._last = (now, await self._check())
+            return self._last[1]
+
+    async def close(self) -> None:
+        admin, self.admin = self.admin, None
+        if admin is not None:
+            try:
+                await admin.close()
+            except Exception:  # closing a client of a dead broker: nothing left to do
+                log.debug("closing the Kafka admin client failed", exc_info=True)
+
+    async def _check(self) -> str:
+        try:
+            async with asyncio.timeout(self.timeout):
+                existing = set(await (await self._client()).list_topics())
+        except TimeoutError:
+            log.warning("Kafka probe: no answer within %ss", self.timeout)
+            await self.close()
+            return TIMEOUT
+        except Exception as error:
+            log.warning("Kafka probe failed: %s: %s", type(error).__name__, error)
+            await self.close()
+            return UNREACHABLE
+        missing = [topic.name for topic in ALL_TOPICS if topic.name not in existing]
+        if missing:
+            log.warning("Kafka probe: topics missing: %s", ", ".join(missing))
+            return TOPICS_MISSING
+        return OK
+
+    async def _client(self) -> AIOKafkaAdminClient:
+        if self.admin is None:
+            from aiokafka.admin import AIOKafkaAdminClient
+
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self.settings.bootstrap_servers,
+                request_timeout_ms=int(self.timeout * 1000),
+            )
+            self.admin = admin  # set first, so a failed start is closed by close()
+            await admin.start()
+        return self.admin

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.events import Event
@@ -41,8 +41,43 @@ class TenantRepository:
         )
         return await self.session.scalar(query)
 
-    def add_key(self, tenant: Tenant, key_hash: str, prefix: str) -> None:
-        self.session.add(ApiKey(tenant_id=tenant.id, key_hash=key_hash, prefix=prefix))
+    def add_key(self, tenant: Tenant, key_hash: str, prefix: str) -> ApiKey:
+        key = ApiKey(id=uuid.uuid4(), tenant_id=tenant.id, key_hash=key_hash, prefix=prefix)
+        self.session.add(key)
+        return key
+
+    async def keys(
+        self,
+        tenant_name: str | None = None,
+        *,
+        key_id: uuid.UUID | None = None,
+        prefix: str | None = None,
+    ) -> Sequence[tuple[ApiKey, str]]:
+        """API keys with their tenant's name, oldest first, filtered by whichever is given."""
+        query = (
+            select(ApiKey, Tenant.name)
+            .join(Tenant, Tenant.id == ApiKey.tenant_id)
+            .order_by(ApiKey.created_at, ApiKey.id)
+            # A revocation in this session updates rows, not the objects it already holds.
+            .execution_options(populate_existing=True)
+        )
+        if tenant_name is not None:
+            query = query.where(Tenant.name == tenant_name)
+        if key_id is not None:
+            query = query.where(ApiKey.id == key_id)
+        if prefix is not None:
+            query = query.where(ApiKey.prefix == prefix)
+        return (await self.session.execute(query)).tuples().all()
+
+    async def revoke_key(self, key_id: uuid.UUID) -> bool:
+        """Revoke a key (a revoked key keeps its first revocation time); False if unknown."""
+        revoked = await self.session.scalar(
+            update(ApiKey)
+            .where(ApiKey.id == key_id)
+            .values(revoked_at=func.coalesce(ApiKey.revoked_at, func.now()))
+            .returning(ApiKey.id)
+        )
+        return revoked is not None
 
 
 class IngestionRepository:

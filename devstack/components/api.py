@@ -49,8 +49,9 @@ class Api(ProjectService):
 
     def healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.address}/health", timeout=15) as response:
-                return bool(json.loads(response.read())["status"] == "healthy")
+            # Ready, like a Kubernetes readiness probe: serving, and its database answers.
+            with urllib.request.urlopen(f"{self.address}/readyz", timeout=15) as response:
+                return bool(json.loads(response.read())["status"] == "ready")
         except (OSError, urllib.error.URLError, ValueError, KeyError):
             return False
 

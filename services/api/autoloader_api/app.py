@@ -15,8 +15,9 @@ from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from autoloader_api.container import Container
-from autoloader_api.routes import ingestions, operations, runs
+from autoloader_api.routes import admin, ingestions, operations, runs
 from autoloader_api.settings import ApiSettings
+from shared.preflight import KafkaProbe
 from shared.tenancy import Forbidden
 from shared.triggers import Conflict, NotFound
 
@@ -26,6 +27,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         container = Container.build(settings)
         app.state.container = container
+        app.state.kafka_probe = KafkaProbe(settings.kafka)
         relay = None
         if settings.relay.enabled:
             relay = asyncio.create_task(container.relay.run(container.stop), name="outbox-relay")
@@ -35,6 +37,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             container.stop.set()
             if relay is not None:
                 await relay
+            await app.state.kafka_probe.close()
             await container.engine.dispose()
 
     app = FastAPI(
@@ -47,6 +50,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(ingestions.router)
     app.include_router(runs.router)
     app.include_router(operations.router)
+    app.include_router(admin.router)
     _add_error_handlers(app)
     return app
 
