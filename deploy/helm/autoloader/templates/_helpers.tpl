@@ -53,6 +53,7 @@ The non-secret environment, as a YAML map. The ConfigMap holds it for the Deploy
 Jobs inline it, because pre-install hooks run before the ConfigMap exists.
 */}}
 {{- define "autoloader.config" -}}
+AUTOLOADER_ENV: "production"
 AUTOLOADER_KAFKA_BOOTSTRAP_SERVERS: {{ .Values.connections.kafka.bootstrapServers | quote }}
 {{- with .Values.connections.s3.endpointUrl }}
 AUTOLOADER_S3_ENDPOINT_URL: {{ . | quote }}
