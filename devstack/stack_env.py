@@ -29,6 +29,7 @@ def stack_env(a: Addresses) -> dict[str, str]:
         "AUTOLOADER_CATALOG_USER": DB_USER,
         "AUTOLOADER_CATALOG_PASSWORD": DB_PASSWORD,
         "AUTOLOADER_CREDENTIALS_KEY": CREDENTIALS_KEY,
+        "AUTOLOADER_COMMANDS_SIGNING_SECRET": "dev-commands-signing-secret-not-for-production",
         "PREFECT_API_URL": a.prefect_api_url,
         # The dev stack's tests and examples read local folders; production leaves them off.
         "AUTOLOADER_TENANCY_LOCAL_SOURCES_ENABLED": "true",
