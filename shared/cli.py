@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared import backfill_cli, tenants_cli
+from shared import backfill_cli, commands_cli, tenants_cli
 from shared.kafka_admin import ensure_topics
 from shared.settings import KafkaSettings
 from shared.topics import ALL_TOPICS, DAY_MS, SEAWEEDFS_FILER, Topic
@@ -56,5 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     db.set_defaults(handler=_db)
     backfill_cli.add_parser(commands)
     tenants_cli.add_parser(commands)
+    commands_cli.add_parser(commands)
     args = parser.parse_args(argv)
     return int(args.handler(args))
