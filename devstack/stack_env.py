@@ -33,7 +33,7 @@ def stack_env(a: Addresses) -> dict[str, str]:
         "PREFECT_API_URL": a.prefect_api_url,
         # The dev stack's tests and examples read local folders; production leaves them off.
         "AUTOLOADER_TENANCY_LOCAL_SOURCES_ENABLED": "true",
-        "AUTOLOADER_TENANCY_LOCAL_SOURCE_ROOTS": '["/tmp"]',
+        "AUTOLOADER_TENANCY_LOCAL_SOURCE_ROOTS": "/tmp",
     }
 
 

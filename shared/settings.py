@@ -10,11 +10,11 @@ set. See docs/configuration.md.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.crypto import CredentialCipher
 
@@ -171,8 +171,14 @@ class TenancySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUTOLOADER_TENANCY_")
 
     local_sources_enabled: bool = False
-    local_source_roots: list[str] = []
+    # Colon-separated like PATH, e.g. /srv/landing:/data/drop
+    local_source_roots: Annotated[list[str], NoDecode] = []
     warehouse_bucket: str = "warehouse"
+
+    @field_validator("local_source_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        return [root for root in value.split(":") if root] if isinstance(value, str) else value
 
 
 class CommandSettings(BaseSettings):
