@@ -1,23 +1,28 @@
 """Applying one upstream command of `autoloader.commands`.
 
-A valid command for a known ingestion of its tenant becomes a run, recorded exactly as the
-REST API records one (run row and event in one commit, then scheduler-sync starts its flow
-run). A command for a paused ingestion is kept as a failed run with the reason. A command
-that does not parse, or names a tenant or ingestion that does not exist, goes to the DLQ
-with the reason.
+A command signed with its tenant's key (shared.command_signing) for a known ingestion of that
+tenant becomes a run, recorded exactly as the REST API records one (run row and event in one
+commit, then scheduler-sync starts its flow run). A command for a paused ingestion is kept as
+a failed run with the reason. A command that does not parse, is unsigned, is not signed with
+its tenant's key within the window, or names a tenant or ingestion that does not exist, goes
+to the DLQ with the reason and creates nothing; so does every command while the service has
+no signing secret.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prometheus_client import Counter
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.command_signing import Unverified, tenant_key, verify
 from shared.commands import RequestBackfill, UpstreamCommand, parse_command
 from shared.consumers import DeadLetters, retrying
 from shared.models import Ingestion, Run, RunTrigger, Tenant
@@ -37,12 +42,27 @@ class Refused(LookupError):
 class CommandHandler:
     sessions: async_sessionmaker[AsyncSession]
     dead_letters: DeadLetters
+    signing_secret: SecretStr | None
+    max_age_seconds: float
 
-    async def handle(self, raw: bytes, key: bytes | None) -> Run | None:
+    async def handle(
+        self, raw: bytes, key: bytes | None, headers: Iterable[tuple[str, bytes]]
+    ) -> Run | None:
+        secret = self.signing_secret.get_secret_value() if self.signing_secret else ""
+        if not secret:
+            reason = "command not applied: AUTOLOADER_COMMANDS_SIGNING_SECRET is not set"
+            await self.dead_letters.send(raw, key, reason)
+            return None
         try:
             command = parse_command(raw)
         except ValidationError as error:
             await self.dead_letters.send(raw, key, f"invalid command: {error}")
+            return None
+        try:
+            self._verify(command, raw, headers, secret)
+        except Unverified as error:
+            reason = f"{command.command_type} not authenticated for tenant {command.tenant!r}"
+            await self.dead_letters.send(raw, key, f"{reason}: {error}")
             return None
         try:
             run = await retrying(lambda: self.apply(command), f"{command.command_type}")
@@ -63,6 +83,23 @@ class CommandHandler:
             extra={"ingestion_id": run.ingestion_id, "run_id": run.id},
         )
         return run
+
+    def _verify(
+        self,
+        command: UpstreamCommand,
+        raw: bytes,
+        headers: Iterable[tuple[str, bytes]],
+        secret: str,
+    ) -> None:
+        """The key is the one of the tenant the command names, so only that tenant's key
+        signs for it."""
+        verify(
+            raw,
+            headers,
+            tenant_key(secret, command.tenant),
+            now=time.time(),
+            max_age_seconds=self.max_age_seconds,
+        )
 
     async def apply(self, command: UpstreamCommand) -> Run:
         async with UnitOfWork(self.sessions) as uow:

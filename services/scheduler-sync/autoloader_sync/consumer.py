@@ -49,9 +49,15 @@ def broker_factory(settings: SyncSettings, syncer: Syncer) -> KafkaBroker:
 
 
 def _subscribe_commands(broker: KafkaBroker, settings: SyncSettings, syncer: Syncer) -> None:
-    """Upstream commands become runs (and their events), in a consumer group of their own."""
+    """Upstream commands, signed by their tenants, become runs (and their events), in a
+    consumer group of their own."""
     group = f"{settings.group_id}-commands"
-    commands = CommandHandler(syncer.sessions, DeadLetters(broker, COMMANDS.name, group))
+    commands = CommandHandler(
+        syncer.sessions,
+        DeadLetters(broker, COMMANDS.name, group),
+        signing_secret=settings.commands.signing_secret,
+        max_age_seconds=settings.command_max_age_seconds,
+    )
 
     @broker.subscriber(
         COMMANDS.name,
@@ -62,7 +68,8 @@ def _subscribe_commands(broker: KafkaBroker, settings: SyncSettings, syncer: Syn
         max_poll_interval_ms=3_600_000,
     )
     async def on_command(body: bytes, message: KafkaMessage) -> None:
-        await commands.handle(body, message.raw_message.key)  # type: ignore[union-attr]
+        record = message.raw_message
+        await commands.handle(body, record.key, record.headers)  # type: ignore[union-attr]
 
 
 def application_factory(settings: SyncSettings) -> FastStream:

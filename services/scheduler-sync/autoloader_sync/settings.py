@@ -27,6 +27,9 @@ class SyncSettings(BaseSettings):
     watchdog_stale_heartbeat_seconds: float = 45.0
     watchdog_max_flow_attempts: int = Field(default=3, ge=1)
     watchdog_queued_deadline_seconds: float = 60.0
+    # An upstream command signed longer ago than this (or this far ahead) is refused; within
+    # it, a replayed command finds its run by its idempotency key.
+    command_max_age_seconds: float = Field(default=900.0, gt=0)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
