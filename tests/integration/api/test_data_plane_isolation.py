@@ -200,8 +200,12 @@ async def test_the_warehouse_bucket_is_no_source(
 @pytest.mark.parametrize(
     ("tenancy", "path", "field"),
     [
-        (TenancySettings(), "file:///tmp/in/", "source.type"),
-        (TenancySettings(local_sources_enabled=True), "file:///tmp/in/", "source.path"),
+        (TenancySettings(local_sources_enabled=False), "file:///tmp/in/", "source.type"),
+        (
+            TenancySettings(local_sources_enabled=True, local_source_roots=[]),
+            "file:///tmp/in/",
+            "source.path",
+        ),
         (
             TenancySettings(local_sources_enabled=True, local_source_roots=["/srv/landing"]),
             "file:///srv/landing/../../etc/",
