@@ -67,7 +67,7 @@ class TenantRepository:
             query = query.where(ApiKey.id == key_id)
         if prefix is not None:
             query = query.where(ApiKey.prefix == prefix)
-        return (await self.session.execute(query)).tuples().all()
+        return [(key, name) for key, name in await self.session.execute(query)]
 
     async def revoke_key(self, key_id: uuid.UUID) -> bool:
         """Revoke a key (a revoked key keeps its first revocation time); False if unknown."""
