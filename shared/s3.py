@@ -1,10 +1,22 @@
-"""The boto3 S3 client every service builds from S3Settings."""
+"""boto3 S3 clients: the service's own, and one per source built from the ingestion's credentials.
+
+The service's client (`s3_client`) reaches the warehouse and probes the store. Its keys come
+from S3Settings; a key left unset is passed as None, so boto3's default chain (environment,
+IAM role, instance profile) applies, never a hard-coded key.
+
+A source is only ever read with its ingestion's own credentials (`source_client`): key and
+secret, with a session token for STS credentials. A source without credentials is read
+anonymously (unsigned requests), which reaches public buckets only. Neither falls back to the
+service's keys or to the default chain, which would be the service's identity again.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import boto3
+from botocore import UNSIGNED
 from botocore.config import Config
 
 from shared.settings import S3Settings
@@ -21,5 +33,34 @@ def s3_client(settings: S3Settings) -> S3Client:
         aws_access_key_id=settings.access_key_id,
         aws_secret_access_key=secret.get_secret_value() if secret else None,
         region_name=settings.region,
+        config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}),
+    )
+
+
+def source_client(settings: S3Settings, credentials: Mapping[str, Any] | None) -> S3Client:
+    """A client for the store at `settings.endpoint_url` that signs with `credentials` (the
+    decrypted `aws_*` fields of a source), or sends unsigned requests when there are none.
+
+    A boto3 Session of its own keeps boto3 from looking anything up in the environment."""
+    session = boto3.session.Session()
+    region = (credentials or {}).get("aws_region") or settings.region
+    if not credentials:
+        return session.client(
+            "s3",
+            endpoint_url=settings.endpoint_url,
+            region_name=region,
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"mode": "standard"},
+                signature_version=UNSIGNED,
+            ),
+        )
+    return session.client(
+        "s3",
+        endpoint_url=settings.endpoint_url,
+        aws_access_key_id=credentials["aws_access_key_id"],
+        aws_secret_access_key=credentials["aws_secret_access_key"],
+        aws_session_token=credentials.get("aws_session_token") or None,
+        region_name=region,
         config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}),
     )

@@ -1,4 +1,7 @@
-"""Listing a source, a page at a time: S3 through boto3's paginator, or a local directory."""
+"""Listing a source, a page at a time: S3 through boto3's paginator, or a local directory.
+
+An S3 source is listed with its ingestion's own credentials, session token included, or
+anonymously when it has none: never with the service's keys (see shared/s3.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
-from shared.s3 import s3_client
+from shared.s3 import source_client
 from shared.settings import S3Settings
 from shared.spec import S3_PATH, SourceSpec
 
@@ -50,7 +51,7 @@ def _list_s3(
     match = S3_PATH.match(source.path)
     assert match is not None  # the spec validated the path
     bucket, prefix = match["bucket"], (match["prefix"] or "/").lstrip("/")
-    client = s3_client(_with_credentials(s3, credentials))
+    client = source_client(s3, credentials)
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(
         Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}
@@ -68,19 +69,6 @@ def _list_s3(
         ]
         if listed:
             yield listed
-
-
-def _with_credentials(s3: S3Settings, credentials: dict[str, Any] | None) -> S3Settings:
-    """The ingestion's own credentials when it has some, else the service's."""
-    if not credentials:
-        return s3
-    return s3.model_copy(
-        update={
-            "access_key_id": credentials["aws_access_key_id"],
-            "secret_access_key": SecretStr(credentials["aws_secret_access_key"]),
-            "region": credentials.get("aws_region") or s3.region,
-        }
-    )
 
 
 def _walk_local(source: SourceSpec) -> Iterator[ListedObject]:

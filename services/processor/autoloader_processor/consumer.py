@@ -14,6 +14,7 @@ from autoloader_processor.engine import SparkSlots
 from autoloader_processor.pool import Processor
 from autoloader_processor.settings import ProcessorSettings
 from shared.consumers import DeadLetters, raw_body
+from shared.crypto import CredentialCipher
 from shared.db import create_engine, session_factory
 from shared.events import FileFailed, FilesDiscovered
 from shared.s3 import s3_client
@@ -59,6 +60,7 @@ def build_processor(settings: ProcessorSettings, dead_letters: DeadLetters) -> P
         slots=SparkSlots(spark_session, settings.pool_size),
         dead_letter=dead_letter,
         s3=s3_client(settings.s3),
+        cipher=CredentialCipher(settings.credentials.key),
     )
 
 

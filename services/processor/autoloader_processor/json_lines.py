@@ -10,7 +10,7 @@ falls back to Spark's JSON reader.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -28,11 +28,18 @@ class NotExpressible(ValueError):
     """The lines' schema has no struct form (a top-level array, odd field names...)."""
 
 
-def read_lines(spark: SparkSession, paths: Sequence[str], source_column: str) -> DataFrame:
+def read_lines(
+    spark: SparkSession,
+    paths: Sequence[str],
+    source_column: str,
+    options: Mapping[str, str] | None = None,
+) -> DataFrame:
     """The batch's non-blank lines, with the file each came from (as Spark names it), cached.
-    The paths are given as Spark must read them; folders never become partition columns."""
+    The paths are given as Spark must read them; folders never become partition columns.
+    `options` are the read's own (the source's credentials)."""
     lines = (
         spark.read.format("text")
+        .options(**(options or {}))
         .option("recursiveFileLookup", True)
         .load(list(paths))
         .select("value", F.col("_metadata.file_path").alias(source_column))

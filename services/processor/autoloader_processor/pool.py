@@ -41,10 +41,11 @@ from autoloader_processor.iceberg import IcebergTables
 from autoloader_processor.reading import BatchReader
 from autoloader_processor.settings import ProcessorSettings
 from shared import errors
+from shared.crypto import CredentialCipher
 from shared.events import FileFailed
 from shared.models import Ingestion, Tenant
 from shared.runs import complete_run_if_done
-from shared.spec import IngestionSpec, quoted
+from shared.spec import IngestionSpec, S3Credentials, quoted
 from shared.tenancy import Forbidden, check_table, destination_of
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class Processor:
     slots: SparkSlots
     dead_letter: DeadLetter
     s3: Any = None  # a boto3 client for outage probes
+    cipher: CredentialCipher | None = None  # decrypts the ingestions' source credentials
     ready_tables: set[str] = field(default_factory=set)
 
     async def drain(self, ingestion_id: uuid.UUID) -> int:
@@ -100,13 +102,24 @@ class Processor:
             ingestion = await session.get(Ingestion, ingestion_id)
         if ingestion is None or ingestion.deleted_at is not None:
             return 0
-        spec = IngestionSpec.model_validate(ingestion.spec)
+        spec = self._with_credentials(ingestion, IngestionSpec.model_validate(ingestion.spec))
         done = 0
         while claim := await self._claim(ingestion, spec):
             if not await self.process(ingestion, spec, claim):
                 break  # an outage: the sweep comes back after the backoff
             done += len(claim.files)
         return done
+
+    def _with_credentials(self, ingestion: Ingestion, spec: IngestionSpec) -> IngestionSpec:
+        """The spec with the source's own credentials, with which Spark reads its files: they
+        are stored encrypted beside the spec, never in it."""
+        if ingestion.credentials is None:
+            return spec
+        if self.cipher is None:
+            raise RuntimeError("the ingestion has credentials and no key to decrypt them")
+        credentials = S3Credentials.model_validate(self.cipher.decrypt(ingestion.credentials))
+        source = spec.source.model_copy(update={"credentials": credentials})
+        return spec.model_copy(update={"source": source})
 
     async def _claim(self, ingestion: Ingestion, spec: IngestionSpec) -> Claim | None:
         with CLAIM_SECONDS.time():
@@ -230,7 +243,8 @@ class Processor:
         if (landed := tables.published(table, batch_id)) is not None:
             log.info("batch %s is already in %s as snapshot %s", batch_id, table, landed)
             return self._replayed(tables, table, landed, files)
-        reader = BatchReader(spark, spec, {f.path: f.size for f in files})
+        sizes = {f.path: f.size for f in files}
+        reader = BatchReader(spark, spec, sizes, self.settings.tenancy.warehouse_bucket)
         try:
             read = reader.read()
             if read.failed and (down := self._outage(spark, table, files)):

@@ -7,17 +7,25 @@ turns partition inference off (`recursiveFileLookup`), and maps each file Spark 
 the batch's own path before anything is counted or written; a file Spark names that is not in
 the batch is an error, never a guess. Every file of the batch ends with records read from it,
 an empty-file verdict checked on its own, or the reason it failed.
+
+Every read of a source carries the ingestion's own S3 credentials as read options
+(`source_options`), which Spark merges into the Hadoop configuration of that read only. Hadoop
+caches one FileSystem per scheme, bucket and user, built from the configuration of whoever
+asked first, so the same options turn that cache off for the read: otherwise a read would reuse
+a filesystem holding another ingestion's keys, or stale ones. The service's own keys are set on
+the Spark server for the warehouse bucket alone; a file in that bucket is never read as a
+source. See docs/storage-access.md.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from posixpath import basename
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlparse
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -25,12 +33,43 @@ from pyspark.sql import functions as F
 from autoloader_processor import json_lines
 from autoloader_processor.engine import spark_unreachable
 from shared import errors
-from shared.spec import FormatSpec, IngestionSpec
+from shared.spec import FormatSpec, IngestionSpec, S3Credentials
 
 SOURCE_FILE = "_source_file"
 INGESTED_AT = "_ingested_at"
 SPARK_FILE = "__spark_file"  # Spark's name for the file, until it is mapped back
 GLOB = re.compile(r"([{}\[\]*?\\])")
+S3A = "org.apache.hadoop.fs.s3a."
+ACCESS_DENIED = re.compile(r"AccessDenied|403 Forbidden|Status Code: 403|InvalidAccessKeyId")
+
+
+def source_options(credentials: S3Credentials | None) -> dict[str, str]:
+    """Hadoop options for reading a source with its own credentials, and nothing else.
+
+    Without credentials the read is anonymous (public buckets only): neither the service's
+    keys nor the server's default chain (its IAM role) ever read a source. A session token
+    selects S3A's provider for STS credentials. The FileSystem cache is off for the read,
+    see the module's docstring."""
+    options = {
+        "fs.s3a.impl.disable.cache": "true",
+        # An uncached filesystem is never closed: let its idle threads end soon.
+        "fs.s3a.threads.keepalivetime": "5s",
+    }
+    provider = "fs.s3a.aws.credentials.provider"
+    if credentials is None:
+        return options | {provider: S3A + "AnonymousAWSCredentialsProvider"}
+    options |= {
+        "fs.s3a.access.key": credentials.aws_access_key_id,
+        "fs.s3a.secret.key": credentials.aws_secret_access_key.get_secret_value(),
+    }
+    if credentials.aws_region:
+        options["fs.s3a.endpoint.region"] = credentials.aws_region
+    if credentials.aws_session_token is None:
+        return options | {provider: S3A + "SimpleAWSCredentialsProvider"}
+    return options | {
+        provider: S3A + "TemporaryAWSCredentialsProvider",
+        "fs.s3a.session.token": credentials.aws_session_token.get_secret_value(),
+    }
 
 
 class BatchIdentityError(RuntimeError):
@@ -55,6 +94,10 @@ def spark_identity(spark_file: str) -> str:
     return _identity(unquote(spark_file))
 
 
+def _bucket(path: str) -> str | None:
+    return urlparse(path).netloc if path.startswith(("s3://", "s3a://")) else None
+
+
 def hidden_by_spark(path: str) -> bool:
     """Spark's file sources silently skip names starting with `_` or `.`."""
     return basename(path).startswith(("_", "."))
@@ -67,8 +110,8 @@ class BatchRead:
     failed: dict[str, str] = field(default_factory=dict)  # by batch path: the reason
 
 
-def reader(spark: SparkSession, fmt: FormatSpec) -> Any:
-    reader = spark.read.format(fmt.type).option("recursiveFileLookup", True)
+def reader(spark: SparkSession, fmt: FormatSpec, options: Mapping[str, str]) -> Any:
+    reader = spark.read.format(fmt.type).options(**options).option("recursiveFileLookup", True)
     if fmt.type == "json":
         reader = reader.option("multiLine", fmt.multiline).option("mode", "PERMISSIVE")
         reader = reader.option("columnNameOfCorruptRecord", fmt.schema_.rescued_data_column)
@@ -84,10 +127,18 @@ def reader(spark: SparkSession, fmt: FormatSpec) -> Any:
 class BatchReader:
     """One Spark pass over the batch, then a look at each file that yielded nothing."""
 
-    def __init__(self, spark: SparkSession, spec: IngestionSpec, sizes: dict[str, int]):
+    def __init__(
+        self,
+        spark: SparkSession,
+        spec: IngestionSpec,
+        sizes: dict[str, int],
+        warehouse_bucket: str | None = None,
+    ):
         self.spark = spark
         self.spec = spec
         self.sizes = sizes  # batch path -> bytes
+        self.options = source_options(spec.source.credentials)
+        self.warehouse_bucket = warehouse_bucket
         self.cached: list[DataFrame] = []
         self.spark_names: dict[str, str] = {}  # batch path -> Spark's name for it
 
@@ -125,6 +176,10 @@ class BatchReader:
                 "Spark's file sources skip names that start with '_' or '.': rename the object"
             )
             return True
+        if self.warehouse_bucket and _bucket(path) == self.warehouse_bucket:
+            # The server reads this bucket with the service's own keys, whatever the options.
+            result.failed[path] = "the warehouse bucket is not a source: access denied"
+            return True
         return False
 
     def _count(self, paths: Sequence[str]) -> tuple[DataFrame, dict[str, tuple[int, int]]]:
@@ -150,14 +205,14 @@ class BatchReader:
         fmt = self.spec.format
         targets = [spark_path(p) for p in paths]
         if fmt.type == "json" and not fmt.multiline:
-            lines = json_lines.read_lines(self.spark, targets, SPARK_FILE)
+            lines = json_lines.read_lines(self.spark, targets, SPARK_FILE, self.options)
             self.cached.append(lines)
             try:
                 return json_lines.parse(lines, fmt.schema_.rescued_data_column, SPARK_FILE)
             except json_lines.NotExpressible:
                 pass  # Spark's own inference below
         frame: DataFrame = (
-            reader(self.spark, fmt)
+            reader(self.spark, fmt, self.options)
             .load(targets)
             .withColumn(SPARK_FILE, F.col("_metadata.file_path"))
             .cache()  # counted, then written: read the files from the store once
@@ -196,7 +251,7 @@ class BatchReader:
             return f"no {kind} record could be parsed"
         reason, spark_class = errors.classify(error), errors.spark_error_class(error)
         detail = f"Spark error {spark_class}" if spark_class else None
-        if reason == errors.ACCESS_DENIED:
+        if ACCESS_DENIED.search(str(error)) or reason == errors.ACCESS_DENIED:
             reason = errors.ACCESS_DENIED
             detail = f"the ingestion's credentials cannot read the file ({kind})"
         elif reason != errors.NOT_FOUND:
@@ -209,7 +264,7 @@ class BatchReader:
         if self.sizes[path] == 0:
             result.records[path] = 0
             return
-        alone = reader(self.spark, self.spec.format).load(spark_path(path))
+        alone = reader(self.spark, self.spec.format, self.options).load(spark_path(path))
         if not alone.inputFiles():
             result.failed[path] = "Spark found no file at this path"
         elif alone.limit(1).count() == 0 or self._blank(path):
@@ -221,11 +276,10 @@ class BatchReader:
         """Only whitespace in the file (a text format's empty)."""
         if self.spec.format.type == "parquet":
             return False
-        text = self.spark.read.format("text").load(spark_path(path))
+        text_reader = self.spark.read.format("text").options(**self.options)
         if self.spec.format.compression == "gzip":
-            text = (
-                self.spark.read.format("text").option("compression", "gzip").load(spark_path(path))
-            )
+            text_reader = text_reader.option("compression", "gzip")
+        text = text_reader.load(spark_path(path))
         return text.where(json_lines.not_blank()).limit(1).count() == 0
 
     def _with_source_file(self, frame: DataFrame, landing: Sequence[str]) -> DataFrame:

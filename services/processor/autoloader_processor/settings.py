@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.settings import (
+    CredentialsSettings,
     DatabaseSettings,
     KafkaSettings,
     S3Settings,
@@ -47,6 +48,8 @@ class ProcessorSettings(BaseSettings):
     s3: S3Settings = Field(default_factory=S3Settings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
     tenancy: TenancySettings = Field(default_factory=TenancySettings)
+    # decrypts each ingestion's source credentials, with which Spark reads its files
+    credentials: CredentialsSettings = Field(default_factory=CredentialsSettings)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _margin_inside_lease(self) -> ProcessorSettings:
