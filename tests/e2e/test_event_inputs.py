@@ -1,5 +1,6 @@
-"""Kafka inputs through the running stack: S3 event notifications, upstream commands, and
-what each consumer does with a message it cannot parse."""
+"""Kafka inputs through the running stack: S3 event notifications, upstream commands signed
+with their tenant's key, and what each consumer does with a message it cannot parse or must
+refuse."""
 
 from __future__ import annotations
 
@@ -12,13 +13,17 @@ from urllib.parse import quote_plus
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
+from shared.command_signing import sign, tenant_key
+from shared.settings import CommandSettings
 from shared.topics import COMMANDS, DLQ, FILES, S3_EVENTS, SEAWEEDFS_FILER, Topic
-from tests.e2e.conftest import eventually
+from tests.e2e.conftest import _cli, deployment_of, eventually
 from tests.e2e.ledger import Ledger
-from tests.kafka_tail import tail
+from tests.kafka_tail import consumed_to, tail
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -199,6 +204,18 @@ async def _settled(api: httpx.AsyncClient, ingestion_id: str) -> None:
     )
 
 
+COMMANDS_GROUP = "scheduler-sync-commands"
+
+
+@pytest.fixture(scope="session")
+def signing_secret(stack_env: dict[str, str]) -> str:
+    """The secret scheduler-sync derives tenants' keys from, as the stack gives it."""
+    secret = CommandSettings().signing_secret
+    if secret is None or not secret.get_secret_value():
+        pytest.fail("AUTOLOADER_COMMANDS_SIGNING_SECRET is not in the stack's environment")
+    return secret.get_secret_value()
+
+
 def trigger_command(tenant: str, ingestion_id: str, key: str, **extra: Any) -> bytes:
     command = {
         "command_type": "TriggerIngestion",
@@ -211,22 +228,33 @@ def trigger_command(tenant: str, ingestion_id: str, key: str, **extra: Any) -> b
     return json.dumps(command).encode()
 
 
-async def test_a_trigger_command_gives_one_upstream_run_per_idempotency_key(
-    api: httpx.AsyncClient, producer: AIOKafkaProducer, tenant_name: str
+async def test_a_signed_trigger_command_gives_one_upstream_run_per_idempotency_key(
+    api: httpx.AsyncClient,
+    producer: AIOKafkaProducer,
+    kafka_settings: Any,
+    tenant_name: str,
+    signing_secret: str,
 ) -> None:
     created = await api.post("/api/v1/ingestions", json=_local_ingestion())
     ingestion_id = created.json()["id"]
     key = ingestion_id.encode()
+    tenant_signing_key = tenant_key(signing_secret, tenant_name).hex()  # as the CLI prints it
 
     for _ in range(2):  # two commands, each with its own command id, one idempotency key
         command = trigger_command(tenant_name, ingestion_id, "nightly-2026-11-22")
-        await producer.send_and_wait(COMMANDS.name, command, key=key)
+        headers = sign(command, tenant_signing_key)
+        await producer.send_and_wait(COMMANDS.name, command, key=key, headers=headers)
+    # The very same signed message again, as a replay within the window would bring it.
+    await producer.send_and_wait(COMMANDS.name, command, key=key, headers=headers)
     by_name = json.loads(trigger_command(tenant_name, ingestion_id, "by-name"))
     del by_name["ingestion_id"]
     by_name["ingestion_name"] = created.json()["name"]
-    await producer.send_and_wait(COMMANDS.name, json.dumps(by_name).encode(), key=key)
+    named = json.dumps(by_name).encode()
+    sent = await producer.send_and_wait(
+        COMMANDS.name, named, key=key, headers=sign(named, tenant_signing_key)
+    )
 
-    runs = await eventually(
+    await eventually(
         lambda: api.get(f"/api/v1/ingestions/{ingestion_id}/runs"),
         lambda r: (
             len(r.json()["items"]) == 2
@@ -235,28 +263,101 @@ async def test_a_trigger_command_gives_one_upstream_run_per_idempotency_key(
         90,
         "two upstream runs did not both succeed",
     )
-    items = runs.json()["items"]
+    await _consumed(kafka_settings.bootstrap_servers, sent.partition, sent.offset)
+    items = (await api.get(f"/api/v1/ingestions/{ingestion_id}/runs")).json()["items"]
+    assert len(items) == 2, "four signed commands with two idempotency keys gave two runs"
     assert {run["trigger"] for run in items} == {"upstream"}
     assert {run["requested_by"] for run in items} == {"upstream:orders-pipeline"}
     assert all(run["prefect_flow_run_id"] for run in items)
 
 
-async def test_commands_reach_only_their_own_tenants_ingestions(
-    api: httpx.AsyncClient, producer: AIOKafkaProducer, kafka_settings: Any
+# How tenant A (the attacker) or a stranger might try to run tenant B's ingestion, and the
+# words of the dead letter's reason that say why it was refused.
+REFUSALS = {
+    "unsigned": b"unsigned: no autoloader-signature header",
+    "signed with a random key": b"does not match",
+    "naming B, signed with A's key": b"does not match",
+    "naming A and B's ingestion, signed with A's key": b"refused: tenant",
+    "expired": b"outside the 900s window",
+    "tampered after signing": b"does not match",
+}
+
+
+@pytest.mark.parametrize("attempt", list(REFUSALS))
+async def test_a_command_not_signed_by_the_ingestions_tenant_is_dead_lettered_and_runs_nothing(
+    attempt: str,
+    api: httpx.AsyncClient,
+    producer: AIOKafkaProducer,
+    kafka_settings: Any,
+    prefect: PrefectClient,
+    tenant_name: str,
+    signing_secret: str,
 ) -> None:
     created = await api.post("/api/v1/ingestions", json=_local_ingestion())
+    assert created.status_code == 201, created.text
     ingestion_id = created.json()["id"]
+    attacker = f"e2e-a-{uuid.uuid4().hex[:8]}"
+    _cli("autoloader-api", "keys", "create", "--tenant", attacker)  # tenant A exists too
+    value, headers = _attempt(attempt, tenant_name, attacker, ingestion_id, signing_secret)
     dlq = await tail(kafka_settings.bootstrap_servers, DLQ)
     try:
-        marker = f"other-{uuid.uuid4().hex}"
-        command = trigger_command("some-other-tenant", ingestion_id, marker)
-        await producer.send_and_wait(COMMANDS.name, command, key=b"other")
-        letter = await _dead_letter(dlq, command)
+        sent = await producer.send_and_wait(
+            COMMANDS.name, value, key=ingestion_id.encode(), headers=headers
+        )
+        letter = await _dead_letter(dlq, value)
     finally:
         await dlq.stop()
-    assert b"refused" in dict(letter.headers)["reason"]
+    await _consumed(kafka_settings.bootstrap_servers, sent.partition, sent.offset)
+
+    reason = dict(letter.headers)["reason"]
+    assert REFUSALS[attempt] in reason, reason
+    for secret in (signing_secret, tenant_key(signing_secret, attacker).hex()):
+        assert secret.encode() not in reason
     runs = (await api.get(f"/api/v1/ingestions/{ingestion_id}/runs")).json()
-    assert runs["total"] == 0
+    assert runs["total"] == 0, runs
+    deployment = await deployment_of(prefect, ingestion_id)
+    if deployment is not None:  # its deployment may not be made yet; then it has no flow run
+        flow_runs = await prefect.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+        )
+        assert flow_runs == []
+
+
+def _attempt(
+    attempt: str, owner: str, attacker: str, ingestion_id: str, secret: str
+) -> tuple[bytes, list[tuple[str, bytes]]]:
+    marker = f"attempt-{uuid.uuid4().hex}"
+    value = trigger_command(owner, ingestion_id, marker)
+    owners_key, attackers_key = tenant_key(secret, owner), tenant_key(secret, attacker)
+    if attempt == "unsigned":
+        return value, []
+    if attempt == "signed with a random key":
+        return value, sign(value, uuid.uuid4().bytes)
+    if attempt == "naming B, signed with A's key":
+        return value, sign(value, attackers_key)
+    if attempt == "naming A and B's ingestion, signed with A's key":
+        own = trigger_command(attacker, ingestion_id, marker)
+        return own, sign(own, attackers_key)
+    if attempt == "expired":
+        return value, sign(value, owners_key, timestamp=int(time.time()) - 16 * 60)
+    assert attempt == "tampered after signing"
+    headers = sign(value, owners_key)
+    backfill = json.loads(value) | {
+        "command_type": "RequestBackfill",
+        "backfill": {"since": "2026-01-01T00:00:00Z", "reprocess": True},
+    }
+    return json.dumps(backfill).encode(), headers
+
+
+async def _consumed(bootstrap: str, partition: int, offset: int) -> None:
+    """Wait until scheduler-sync's command consumer has committed past the message."""
+    ends = {TopicPartition(COMMANDS.name, partition): offset + 1}
+    await eventually(
+        lambda: consumed_to(COMMANDS_GROUP, ends, bootstrap),
+        bool,
+        30,
+        f"{COMMANDS_GROUP} did not commit past the command",
+    )
 
 
 @pytest.mark.parametrize(
