@@ -27,6 +27,7 @@ DEV_S3_ACCESS_KEY_ID = "autoloader"
 DEV_S3_SECRET_ACCESS_KEY = "autoloader-secret"
 DEV_S3_PORT = 8333
 DEV_CREDENTIALS_KEY = "YpatRoDIDj2Y7_gEzHMt7OCrkZ2GWKA59exQBxr5AC0="
+DEV_COMMANDS_SIGNING_SECRET = "dev-commands-signing-secret-not-for-production"
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -190,13 +191,21 @@ class CommandSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _secret_given(self) -> Self:
-        if environment() == "production" and not (
-            self.signing_secret and self.signing_secret.get_secret_value()
-        ):
+        if environment() != "production":
+            return self
+        secret = self.signing_secret.get_secret_value() if self.signing_secret else ""
+        if not secret:
             _refuse(
                 [
                     "AUTOLOADER_COMMANDS_SIGNING_SECRET is not set; set it to a long random "
                     "secret, from which each tenant's command-signing key is derived"
+                ]
+            )
+        if secret == DEV_COMMANDS_SIGNING_SECRET:
+            _refuse(
+                [
+                    "AUTOLOADER_COMMANDS_SIGNING_SECRET is the development stack's; set it to "
+                    "a long random secret of your own"
                 ]
             )
         return self

@@ -21,6 +21,7 @@ from shared.crypto import new_key
 from shared.s3 import s3_client
 from shared.service import invalid_settings
 from shared.settings import (
+    DEV_COMMANDS_SIGNING_SECRET,
     DEV_CREDENTIALS_KEY,
     DEV_DATABASE_PASSWORD,
     DEV_S3_ACCESS_KEY_ID,
@@ -47,6 +48,7 @@ PRODUCTION = {
     "AUTOLOADER_COMMANDS_SIGNING_SECRET": "a-long-random-command-signing-secret",
 }
 SECRETS = {
+    "AUTOLOADER_COMMANDS_SIGNING_SECRET",
     "AUTOLOADER_DATABASE_URL",
     "AUTOLOADER_S3_SECRET_ACCESS_KEY",
     "AUTOLOADER_CREDENTIALS_KEY",
@@ -105,6 +107,11 @@ DEV_DEFAULTS: dict[str, tuple[dict[str, str | None], type[BaseSettings], str]] =
         CommandSettings,
         "AUTOLOADER_COMMANDS_SIGNING_SECRET",
     ),
+    "command signing secret of the dev stack": (
+        {"AUTOLOADER_COMMANDS_SIGNING_SECRET": DEV_COMMANDS_SIGNING_SECRET},
+        CommandSettings,
+        "AUTOLOADER_COMMANDS_SIGNING_SECRET",
+    ),
 }
 
 
@@ -130,7 +137,9 @@ def test_the_refused_values_are_the_dev_stacks() -> None:
         layout.S3_SECRET_KEY,
     )
     assert DEV_CREDENTIALS_KEY == layout.CREDENTIALS_KEY
-    assert stack_env(Addresses())["AUTOLOADER_S3_ENDPOINT_URL"] == "http://127.0.0.1:8333"
+    dev = stack_env(Addresses())
+    assert dev["AUTOLOADER_COMMANDS_SIGNING_SECRET"] == DEV_COMMANDS_SIGNING_SECRET
+    assert dev["AUTOLOADER_S3_ENDPOINT_URL"] == "http://127.0.0.1:8333"
 
 
 def test_a_proper_production_environment_starts_every_service(
