@@ -47,6 +47,19 @@ def _refuse(problems: list[str]) -> None:
         raise ValueError("; ".join(problems))
 
 
+def _address_given(settings: BaseSettings, field: str, what: str) -> None:
+    """In production an address must be given: its default is the development stack's."""
+    if environment() == "production" and field not in settings.model_fields_set:
+        prefix = settings.model_config.get("env_prefix", "")
+        default = type(settings).model_fields[field].default
+        _refuse(
+            [
+                f"{prefix}{field.upper()} is not set, and its default ({default}) is the "
+                f"development stack's; set it to {what}"
+            ]
+        )
+
+
 class DatabaseSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUTOLOADER_DATABASE_")
 
@@ -73,6 +86,11 @@ class KafkaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUTOLOADER_KAFKA_")
 
     bootstrap_servers: str = "127.0.0.1:9092"
+
+    @model_validator(mode="after")
+    def _given(self) -> Self:
+        _address_given(self, "bootstrap_servers", "your Kafka bootstrap servers")
+        return self
 
 
 class S3Settings(BaseSettings):
@@ -127,11 +145,21 @@ class SparkSettings(BaseSettings):
 
     remote: str = "sc://127.0.0.1:15002"
 
+    @model_validator(mode="after")
+    def _given(self) -> Self:
+        _address_given(self, "remote", "your Spark Connect server (sc://host:15002)")
+        return self
+
 
 class PrefectSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PREFECT_")
 
     api_url: str = "http://127.0.0.1:4200/api"
+
+    @model_validator(mode="after")
+    def _given(self) -> Self:
+        _address_given(self, "api_url", "your Prefect server's API URL (ending in /api)")
+        return self
 
 
 class CredentialsSettings(BaseSettings):

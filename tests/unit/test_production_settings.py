@@ -29,7 +29,10 @@ from shared.settings import (
     CommandSettings,
     CredentialsSettings,
     DatabaseSettings,
+    KafkaSettings,
+    PrefectSettings,
     S3Settings,
+    SparkSettings,
 )
 
 pytestmark = pytest.mark.unit
@@ -44,6 +47,8 @@ PRODUCTION = {
     "AUTOLOADER_ENV": "production",
     "AUTOLOADER_DATABASE_URL": "postgresql+asyncpg://autoloader:pr0d-S3cret@db.internal:5432/al",
     "AUTOLOADER_KAFKA_BOOTSTRAP_SERVERS": "kafka.internal:9092",
+    "AUTOLOADER_SPARK_REMOTE": "sc://spark-connect.internal:15002",
+    "PREFECT_API_URL": "https://prefect.internal/api",
     "AUTOLOADER_CREDENTIALS_KEY": new_key(),
     "AUTOLOADER_COMMANDS_SIGNING_SECRET": "a-long-random-command-signing-secret",
 }
@@ -102,6 +107,17 @@ DEV_DEFAULTS: dict[str, tuple[dict[str, str | None], type[BaseSettings], str]] =
         CredentialsSettings,
         "AUTOLOADER_CREDENTIALS_KEY",
     ),
+    "kafka left unset": (
+        {"AUTOLOADER_KAFKA_BOOTSTRAP_SERVERS": None},
+        KafkaSettings,
+        "AUTOLOADER_KAFKA_BOOTSTRAP_SERVERS",
+    ),
+    "spark left unset": (
+        {"AUTOLOADER_SPARK_REMOTE": None},
+        SparkSettings,
+        "AUTOLOADER_SPARK_REMOTE",
+    ),
+    "prefect left unset": ({"PREFECT_API_URL": None}, PrefectSettings, "PREFECT_API_URL"),
     "command signing secret missing": (
         {"AUTOLOADER_COMMANDS_SIGNING_SECRET": None},
         CommandSettings,
@@ -120,10 +136,10 @@ def _parts(service: type[BaseSettings]) -> set[object]:
 
 
 def _use(monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str | None]) -> None:
-    """Exactly `env` as the AUTOLOADER_* and AWS_* environment (a test run may export the
-    stack's)."""
+    """Exactly `env` as the AUTOLOADER_*, AWS_* and PREFECT_* environment (a test run may
+    export the stack's)."""
     for name in list(os.environ):
-        if name.startswith(("AUTOLOADER_", "AWS_")):
+        if name.startswith(("AUTOLOADER_", "AWS_", "PREFECT_")):
             monkeypatch.delenv(name)
     for name, value in env.items():
         if value is not None:
