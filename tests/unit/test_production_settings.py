@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 from autoloader_api.settings import ApiSettings
+from autoloader_discovery.flows import run_ingestion
 from autoloader_discovery.settings import DiscoverySettings
 from autoloader_processor.settings import ProcessorSettings
 from autoloader_sync.settings import SyncSettings
@@ -229,3 +230,13 @@ def test_unset_s3_keys_leave_boto3_to_its_default_chain(monkeypatch: pytest.Monk
     credentials = signer._credentials
     assert credentials is not None
     assert credentials.access_key == "AKIAFROMTHECHAIN"
+
+
+async def test_the_flow_refuses_before_it_touches_anything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The Prefect worker hands its environment to each flow run; the flow reads its settings
+    # first, so a development value stops the run before any database, Kafka or S3 call.
+    _use(monkeypatch, {**PRODUCTION, "AUTOLOADER_CREDENTIALS_KEY": DEV_CREDENTIALS_KEY})
+    with pytest.raises(ValidationError, match="AUTOLOADER_CREDENTIALS_KEY"):
+        await run_ingestion.fn("00000000-0000-0000-0000-000000000000")
