@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import eventually
+from tests.e2e.conftest import ROOT, eventually
 from tests.e2e.ledger import Ledger
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -116,6 +116,13 @@ async def test_an_unreadable_file_fails_alone_in_a_batch_with_good_files_and_a_h
     # The reason and a ref, never Spark's message (it names the store's host and s3a paths).
     assert re.search(r"\(ref [0-9a-f]{8}\)$", failed["error"]), failed
     assert "s3a://" not in failed["error"] and "127.0.0.1" not in failed["error"], failed
+    ref = re.search(r"\(ref ([0-9a-f]{8})\)$", failed["error"])
+    assert ref is not None
+    log = (ROOT / ".local" / "logs" / "processor.log").read_text(errors="replace")
+    [line] = [
+        line for line in log.splitlines() if f"(ref {ref[1]})" in line and "full error" in line
+    ]
+    assert "part-broken.json.gz" in line, "the log names the file and Spark's own message"
     landed = {name: (f["attempts"], f["records"]) for name, f in by_name.items() if f is not failed}
     assert landed["dt=2026-11-22/part-0.json"] == (1, 2)
     assert landed["part-zipped.json.gz"] == (1, 1)
