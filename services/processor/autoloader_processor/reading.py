@@ -52,7 +52,11 @@ def source_options(credentials: S3Credentials | None) -> dict[str, str]:
     see the module's docstring."""
     options = {
         "fs.s3a.impl.disable.cache": "true",
-        # An uncached filesystem is never closed: let its idle threads end soon.
+        # An uncached filesystem is never closed. The AWS SDK starts, per S3 client, threads
+        # for request-attempt timeouts that never end (ten threads per file read, measured):
+        # without that timeout none start. The socket timeout still ends a stalled read.
+        "fs.s3a.connection.request.timeout": "0",
+        # Its pools' idle threads end soon after the read, and the filesystem is collected.
         "fs.s3a.threads.keepalivetime": "5s",
     }
     provider = "fs.s3a.aws.credentials.provider"
