@@ -131,12 +131,34 @@ def _haystack(error: BaseException | str) -> str:
 
 
 def full_text(error: BaseException | str) -> str:
-    """Everything the error says, for the log: type, message and causes."""
+    """Everything the error says, for the log: type, message and causes, with the value of
+    anything that looks like a credential masked."""
+    return redact(_full_text(error))
+
+
+def _full_text(error: BaseException | str) -> str:
     if isinstance(error, str):
         return error
     text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     cause = error.__cause__ or error.__context__
-    return f"{text}; caused by {full_text(cause)}" if cause is not None else text
+    return f"{text}; caused by {_full_text(cause)}" if cause is not None else text
+
+
+# A setting or parameter whose name says it is secret, and its value: `fs.s3a.secret.key=…`,
+# `aws_session_token: '…'`, `X-Amz-Security-Token=…` in a presigned URL.
+_SECRET_SETTING = re.compile(
+    r"(?i)((?:secret|token|password|passwd|credential|signature)[\w.\-]*"
+    r"[\"']?\s*(?:=|:|->)\s*[\"']?)[^\s\"',;&)}\]]+"
+)
+
+
+_URL_PASSWORD = re.compile(r"(\b[a-z][\w+.\-]*://[^:/\s@]+:)[^@\s/]+@", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with the value of every secret-looking setting, and the password of every URL,
+    replaced by `****`."""
+    return _URL_PASSWORD.sub(r"\1****@", _SECRET_SETTING.sub(r"\1****", text))
 
 
 def spark_error_class(error: BaseException | str) -> str | None:

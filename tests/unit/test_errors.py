@@ -113,3 +113,29 @@ def test_a_file_verdict_gets_its_reason_and_a_ref_once() -> None:
     assert errors.public_file_error(shown) == shown
     already = errors.public_file_error("unreadable as json")
     assert re.fullmatch(r"unreadable as json \(ref [0-9a-f]{8}\)", already), already
+
+
+@pytest.mark.parametrize(
+    ("raw", "kept"),
+    [
+        (
+            "options {fs.s3a.secret.key=hunter2, fs.s3a.session.token=tok.en/1}",
+            "fs.s3a.secret.key=",
+        ),
+        (
+            "{'aws_secret_access_key': 'hunter2', 'aws_session_token': 'tok.en/1'}",
+            "aws_session_token",
+        ),
+        ("GET /b/k?X-Amz-Security-Token=tok.en/1&X-Amz-Signature=hunter2 403", "/b/k?"),
+        ("could not connect to postgresql+asyncpg://autoloader:hunter2@db:5432/x", "@db:5432/x"),
+    ],
+)
+def test_the_logged_text_masks_secret_looking_values(raw: str, kept: str) -> None:
+    logged = errors.full_text(RuntimeError(raw))
+    assert "hunter2" not in logged and "tok.en/1" not in logged, logged
+    assert kept in logged and "****" in logged
+
+
+def test_error_codes_that_name_a_token_are_kept() -> None:
+    text = "An error occurred (ExpiredToken) when calling the ListObjectsV2 operation: expired"
+    assert errors.full_text(RuntimeError(text)) == f"RuntimeError: {text}"
