@@ -1,0 +1,269 @@
+"""Spark reads a source with the ingestion's own credentials, and with nothing else.
+
+Each test makes store identities of its own (SeaweedFS `s3.configure`), each allowed one bucket,
+and fresh buckets the service's keys can read. A read that succeeds with the wrong keys, or
+falls back to the service's keys, or reuses the keys of an earlier read (Hadoop caches one
+FileSystem per bucket), fails these tests.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from autoloader_processor.reading import BatchReader
+from devstack.components.seaweedfs import LANDING_BUCKET, SOURCE_READER_ROLE, SeaweedFS
+from devstack.components.spark import SparkConnect
+from devstack.layout import Addresses, Layout, java_home
+from shared.s3 import source_client
+from shared.settings import S3Settings
+from shared.spec import IngestionSpec
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+pytestmark = pytest.mark.integration
+
+ROWS = 3
+
+
+@dataclass(frozen=True)
+class Keys:
+    access_key: str
+    secret_key: str
+    session_token: str | None = None
+
+    def credentials(self) -> dict[str, str]:
+        found = {"aws_access_key_id": self.access_key, "aws_secret_access_key": self.secret_key}
+        if self.session_token:
+            found["aws_session_token"] = self.session_token
+        return found
+
+    def without_token(self) -> Keys:
+        return Keys(self.access_key, self.secret_key)
+
+
+MakeKeys = Callable[[list[str]], Keys]
+
+
+@pytest.fixture(scope="session")
+def store(stack_env: dict[str, str]) -> SeaweedFS:
+    return SeaweedFS(Layout.discover(), Addresses())
+
+
+@pytest.fixture
+def identity(store: SeaweedFS, s3_settings: S3Settings) -> Iterator[MakeKeys]:
+    """make(["Read:bucket", "List:bucket"]): a store identity with just those rights, usable
+    once this returns; removed after the test."""
+    made: list[str] = []
+
+    def make(actions: list[str]) -> Keys:
+        user = f"it-{uuid.uuid4().hex[:10]}"
+        keys = Keys(f"AK{uuid.uuid4().hex[:18].upper()}", uuid.uuid4().hex)
+        store.configure_identity(user, keys.access_key, keys.secret_key, actions)
+        made.append(user)
+        _wait_until_known(s3_settings, keys)
+        return keys
+
+    yield make
+    for user in made:
+        store.remove_identity(user)
+
+
+def _wait_until_known(settings: S3Settings, keys: Keys) -> None:
+    """The S3 server takes the new identity from the filer a moment later: until then it says
+    the key does not exist (any other answer, a refusal included, means it is known)."""
+    client = source_client(settings, keys.credentials())
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.list_buckets()
+            return
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code != "InvalidAccessKeyId":
+                return
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def temporary_keys(settings: S3Settings, caller: Keys, bucket: str) -> Keys:
+    """STS credentials (key, secret, session token) that may read `bucket` and nothing else:
+    the store's AssumeRole narrowed by a session policy."""
+    sts = boto3.session.Session().client(
+        "sts",
+        endpoint_url=settings.endpoint_url,
+        aws_access_key_id=caller.access_key,
+        aws_secret_access_key=caller.secret_key,
+        region_name=settings.region,
+    )
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+            }
+        ],
+    }
+    issued = sts.assume_role(
+        RoleArn=SOURCE_READER_ROLE,
+        RoleSessionName=f"it-{uuid.uuid4().hex[:8]}",
+        DurationSeconds=900,
+        Policy=json.dumps(policy),
+    )["Credentials"]
+    return Keys(issued["AccessKeyId"], issued["SecretAccessKey"], issued["SessionToken"])
+
+
+@pytest.fixture
+def buckets(s3: S3Client) -> Iterator[Callable[[], str]]:
+    """make(): a fresh bucket holding data/part-0.json ({ROWS} rows), removed after the test."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"iso-{uuid.uuid4().hex[:12]}"
+        s3.create_bucket(Bucket=name)
+        made.append(name)
+        body = "\n".join(json.dumps({"bucket": name, "row": r}) for r in range(ROWS))
+        s3.put_object(Bucket=name, Key="data/part-0.json", Body=body.encode())
+        return name
+
+    yield make
+    for name in made:
+        for item in s3.list_objects_v2(Bucket=name).get("Contents", []):
+            s3.delete_object(Bucket=name, Key=item["Key"])
+        s3.delete_bucket(Bucket=name)
+
+
+def spec_for(bucket: str, keys: Keys | None) -> IngestionSpec:
+    source: dict[str, Any] = {"type": "s3", "path": f"s3://{bucket}/data/"}
+    if keys is not None:
+        source["credentials"] = keys.credentials()
+    return IngestionSpec.model_validate(
+        {
+            "name": f"creds-{bucket}",
+            "source": source,
+            "format": {"type": "json"},
+            "destination": {"table": f"creds_{bucket.replace('-', '_')}"},
+        }
+    )
+
+
+def read(spark: Any, bucket: str, keys: Keys | None, warehouse: str | None = None) -> Any:
+    path = f"s3://{bucket}/data/part-0.json"
+    reader = BatchReader(spark, spec_for(bucket, keys), {path: 1}, warehouse)
+    try:
+        result = reader.read()
+        return result.records.get(path), result.failed.get(path)
+    finally:
+        reader.release()
+
+
+def test_keys_of_another_bucket_are_refused(
+    spark: Any, buckets: Callable[[], str], identity: MakeKeys
+) -> None:
+    mine, theirs = buckets(), buckets()
+    a = identity([f"Read:{mine}", f"List:{mine}"])
+
+    assert read(spark, mine, a) == (ROWS, None)
+    records, reason = read(spark, theirs, a)
+
+    assert records is None
+    assert reason is not None and reason.startswith("access denied"), reason
+
+
+def test_no_read_reuses_the_keys_of_an_earlier_read_of_the_bucket(
+    spark: Any, buckets: Callable[[], str], identity: MakeKeys
+) -> None:
+    """Hadoop's FileSystem cache would hand the second read the first read's filesystem, and
+    with it the first read's keys."""
+    bucket = buckets()
+    reader_keys = identity([f"Read:{bucket}", f"List:{bucket}"])
+    outsider = identity(["List:nothing-here"])
+
+    assert read(spark, bucket, reader_keys) == (ROWS, None)
+    assert read(spark, bucket, outsider)[1] is not None  # not the reader's cached keys
+    assert read(spark, bucket, reader_keys) == (ROWS, None)  # nor the outsider's
+    assert read(spark, bucket, None)[1] is not None  # nor anyone's: no credentials, no access
+
+
+def test_a_source_without_credentials_is_not_read_with_the_service_keys(
+    spark: Any, s3: S3Client, buckets: Callable[[], str]
+) -> None:
+    bucket = buckets()
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 1  # the service's keys could
+
+    records, reason = read(spark, bucket, None)
+
+    assert records is None
+    assert reason is not None and reason.startswith("access denied"), reason
+
+
+def test_temporary_credentials_read_with_their_session_token(
+    spark: Any, s3_settings: S3Settings, buckets: Callable[[], str], identity: MakeKeys
+) -> None:
+    bucket, other = buckets(), buckets()
+    caller = identity([f"List:{other}"])  # may not read `bucket` by itself
+    temporary = temporary_keys(s3_settings, caller, bucket)
+
+    assert read(spark, bucket, temporary) == (ROWS, None)
+    # The store checks the token: the same key and secret without it are refused, so the
+    # read above went out with the token.
+    assert read(spark, bucket, temporary.without_token())[1] is not None
+    assert read(spark, other, temporary)[1] is not None  # the session policy holds
+
+
+def test_a_file_in_the_warehouse_bucket_is_never_read(
+    spark: Any, buckets: Callable[[], str], identity: MakeKeys
+) -> None:
+    """The Spark server reads the warehouse with the service's keys, whatever the read's own."""
+    bucket = buckets()
+    keys = identity([f"Read:{bucket}", f"List:{bucket}"])
+
+    records, reason = read(spark, bucket, keys, warehouse=bucket)
+
+    assert records is None
+    assert reason == "the warehouse bucket is not a source: access denied"
+
+
+def sdk_timer_threads() -> int:
+    """The AWS SDK's timer threads in the Spark Connect server: each S3 client that sets a
+    request timeout starts some, and they outlive the client unless it is closed."""
+    pid = SparkConnect(Layout.discover(), Addresses()).pid()
+    if pid is None:
+        pytest.skip("Spark Connect does not run on this machine")
+    dump = subprocess.run(
+        [str(java_home() / "bin" / "jstack"), str(pid)], capture_output=True, text=True, check=True
+    ).stdout
+    return sum(1 for line in dump.splitlines() if line.startswith('"sdk-ScheduledExecutor'))
+
+
+def test_uncached_reads_leave_no_threads_behind(spark: Any, s3: S3Client, unique: str) -> None:
+    """Each read has filesystems of its own that nobody closes: they must cost nothing once
+    collected (the SDK's timer threads would stay, ten per file)."""
+    prefix = f"it/threads-{unique}"
+    sizes = {}
+    for n in range(30):
+        s3.put_object(Bucket=LANDING_BUCKET, Key=f"{prefix}/p-{n}.json", Body=b'{"n": 1}')
+        sizes[f"s3://{LANDING_BUCKET}/{prefix}/p-{n}.json"] = 8
+    spec = spec_for(LANDING_BUCKET, None)
+    before = sdk_timer_threads()
+
+    reader = BatchReader(spark, spec, sizes)
+    try:
+        assert reader.read().records == dict.fromkeys(sizes, 1)
+    finally:
+        reader.release()
+
+    assert sdk_timer_threads() - before < 10
