@@ -1,5 +1,6 @@
 """A failed run shows its tenant a classified reason and a ref; the full text is in the flow
-run's log under the same ref, and never in the run."""
+run's log under the same ref, and never in the run. The refused credentials' secrets are in no
+log, and nowhere in Prefect."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from prefect.client.schemas.filters import (
 from tests.e2e.conftest import deployment_of, eventually
 from tests.e2e.ledger import Ledger
 from tests.e2e.test_ingestion_pipeline import ingestion, put_json_files, run_and_wait
-from tests.e2e.test_no_secrets_leak import fresh_credentials
+from tests.e2e.test_no_secrets_leak import LOGS, fresh_credentials, search_files, search_prefect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -62,6 +63,11 @@ async def test_a_run_refused_by_the_store_shows_the_reason_and_a_ref_logged_in_f
     )
     [logged] = [m for m in messages if f"ref {shown[1]}" in m]
     assert "ClientError" in logged and "when calling the ListObjectsV2 operation" in logged
+    # Failures log full texts: still no secret of the refused credentials anywhere.
+    hunted = {name: credentials[name] for name in ("aws_secret_access_key", "aws_session_token")}
+    found = search_files(LOGS, hunted, ingestion_id, "the stack's logs")
+    found += await search_prefect(prefect, ingestion_id, hunted)
+    assert not found, "credentials leaked:\n" + "\n".join(found)
 
 
 async def flow_run_messages(prefect: PrefectClient, ingestion_id: str) -> list[str]:
