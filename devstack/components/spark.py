@@ -3,6 +3,11 @@
 `spark_catalog` itself is an Iceberg catalog whose metadata lives in PostgreSQL
 (database `iceberg_catalog`) and whose data lives in the S3 store's `warehouse` bucket, so
 `spark_catalog.default.some_table` is an Iceberg table.
+
+The service's own S3 keys are set for the warehouse bucket alone (S3A per-bucket options,
+`fs.s3a.bucket.warehouse.*`). Any other bucket is read anonymously unless the read brings
+credentials of its own, as the processor's reads of a source do: a source is never read with
+the service's keys (docs/storage-access.md).
 """
 
 from __future__ import annotations
@@ -25,6 +30,14 @@ from devstack.layout import (
 )
 
 CONNECT_SERVER = "org.apache.spark.sql.connect.service.SparkConnectServer"
+S3A = "org.apache.hadoop.fs.s3a."
+WAREHOUSE = "warehouse"
+# A read's credentials as Spark Connect shows its plan (`key: "fs.s3a.secret.key"` then
+# `value: "..."`) in its UI and logs: Spark replaces each match with "*********(redacted)".
+REDACTED_OPTIONS = (
+    r"(?i)fs\.s3a\.(access\.key|secret\.key|session\.token)"
+    r'"\s*value:\s*"(\\"|[^"])*"'
+)
 
 
 def spark_home() -> Path:
@@ -74,11 +87,13 @@ class SparkConnect(Component):
             "spark.hadoop.fs.s3a.endpoint.region": S3_REGION,
             "spark.hadoop.fs.s3a.path.style.access": "true",
             "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
-            "spark.hadoop.fs.s3a.access.key": S3_ACCESS_KEY,
-            "spark.hadoop.fs.s3a.secret.key": S3_SECRET_KEY,
-            "spark.hadoop.fs.s3a.aws.credentials.provider": (
-                "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+            "spark.hadoop.fs.s3a.aws.credentials.provider": S3A + "AnonymousAWSCredentialsProvider",
+            f"spark.hadoop.fs.s3a.bucket.{WAREHOUSE}.access.key": S3_ACCESS_KEY,
+            f"spark.hadoop.fs.s3a.bucket.{WAREHOUSE}.secret.key": S3_SECRET_KEY,
+            f"spark.hadoop.fs.s3a.bucket.{WAREHOUSE}.aws.credentials.provider": (
+                S3A + "SimpleAWSCredentialsProvider"
             ),
+            "spark.sql.redaction.string.regex": REDACTED_OPTIONS,
         }
 
     def start(self) -> int:

@@ -60,23 +60,53 @@ def store(stack_env: dict[str, str]) -> SeaweedFS:
     return SeaweedFS(Layout.discover(), Addresses())
 
 
-@pytest.fixture
-def identity(store: SeaweedFS, s3_settings: S3Settings) -> Iterator[MakeKeys]:
-    """make(["Read:bucket", "List:bucket"]): a store identity with just those rights, usable
-    once this returns; removed after the test."""
-    made: list[str] = []
+class Identities:
+    """Store identities with just the given rights, e.g. ["Read:bucket", "List:bucket"], each
+    usable once `make` returns."""
 
-    def make(actions: list[str]) -> Keys:
+    def __init__(self, store: SeaweedFS, settings: S3Settings) -> None:
+        self.store, self.settings, self.made = store, settings, list[str]()
+
+    def make(self, actions: list[str]) -> Keys:
         user = f"it-{uuid.uuid4().hex[:10]}"
         keys = Keys(f"AK{uuid.uuid4().hex[:18].upper()}", uuid.uuid4().hex)
-        store.configure_identity(user, keys.access_key, keys.secret_key, actions)
-        made.append(user)
-        _wait_until_known(s3_settings, keys)
+        self.store.configure_identity(user, keys.access_key, keys.secret_key, actions)
+        self.made.append(user)
+        _wait_until_known(self.settings, keys)
         return keys
 
-    yield make
-    for user in made:
-        store.remove_identity(user)
+    def remove(self) -> None:
+        for user in self.made:
+            self.store.remove_identity(user)
+
+
+class Buckets:
+    """Fresh buckets holding data/part-0.json ({ROWS} rows), that only the service's keys
+    may read until an identity is given rights on them."""
+
+    def __init__(self, s3: S3Client) -> None:
+        self.s3, self.made = s3, list[str]()
+
+    def make(self) -> str:
+        name = f"iso-{uuid.uuid4().hex[:12]}"
+        self.s3.create_bucket(Bucket=name)
+        self.made.append(name)
+        body = "\n".join(json.dumps({"bucket": name, "row": r}) for r in range(ROWS))
+        self.s3.put_object(Bucket=name, Key="data/part-0.json", Body=body.encode())
+        return name
+
+    def remove(self) -> None:
+        for name in self.made:
+            for item in self.s3.list_objects_v2(Bucket=name).get("Contents", []):
+                self.s3.delete_object(Bucket=name, Key=item["Key"])
+            self.s3.delete_bucket(Bucket=name)
+
+
+@pytest.fixture
+def identity(store: SeaweedFS, s3_settings: S3Settings) -> Iterator[MakeKeys]:
+    identities = Identities(store, s3_settings)
+    yield identities.make
+    identities.remove()
 
 
 def _wait_until_known(settings: S3Settings, keys: Keys) -> None:
@@ -128,22 +158,9 @@ def temporary_keys(settings: S3Settings, caller: Keys, bucket: str) -> Keys:
 
 @pytest.fixture
 def buckets(s3: S3Client) -> Iterator[Callable[[], str]]:
-    """make(): a fresh bucket holding data/part-0.json ({ROWS} rows), removed after the test."""
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"iso-{uuid.uuid4().hex[:12]}"
-        s3.create_bucket(Bucket=name)
-        made.append(name)
-        body = "\n".join(json.dumps({"bucket": name, "row": r}) for r in range(ROWS))
-        s3.put_object(Bucket=name, Key="data/part-0.json", Body=body.encode())
-        return name
-
-    yield make
-    for name in made:
-        for item in s3.list_objects_v2(Bucket=name).get("Contents", []):
-            s3.delete_object(Bucket=name, Key=item["Key"])
-        s3.delete_bucket(Bucket=name)
+    made = Buckets(s3)
+    yield made.make
+    made.remove()
 
 
 def spec_for(bucket: str, keys: Keys | None) -> IngestionSpec:
