@@ -1,4 +1,5 @@
-"""No credential an ingestion was given shows up anywhere a full run leaves traces.
+"""No credential a full run used shows up anywhere the run leaves traces: neither the secret
+key and session token the ingestion was given, nor the service's credentials key and S3 secret.
 
 An ingestion reads its source with credentials of its own; the run goes to the end; then every
 place the run wrote to is searched for the secret values: the stack's log files, Prefect's
@@ -84,6 +85,16 @@ def fresh_credentials(stack_env: dict[str, str]) -> Credentials:
     return Credentials(given, hunted)
 
 
+def service_secrets(stack_env: dict[str, str]) -> dict[str, str]:
+    """The service's own secrets the run used: the key that decrypts source credentials, and
+    the S3 secret key the warehouse is written with."""
+    names = {
+        "AUTOLOADER_CREDENTIALS_KEY": "the credentials key",
+        "AUTOLOADER_S3_SECRET_ACCESS_KEY": "the service's S3 secret key",
+    }
+    return {label: stack_env[name] for name, label in names.items() if stack_env.get(name)}
+
+
 @pytest.fixture
 def table(ledger: Ledger) -> str:
     return ledger.table("e2e")
@@ -109,12 +120,13 @@ async def test_no_credential_of_a_full_run_is_in_logs_prefect_databases_or_kafka
     assert (run["status"], run["records"]) == ("success", records), run
     await prefect_done_with(prefect, ingestion_id)
 
+    hunted = {**credentials.hunted, **service_secrets(stack_env)}
     found: list[str] = []
-    found += search_files(LOGS, credentials.hunted, ingestion_id, "the stack's logs")
-    found += search_files(PREFECT_HOME, credentials.hunted, None, "Prefect's home")
-    found += await search_prefect(prefect, ingestion_id, credentials.hunted)
-    found += await search_databases(credentials.hunted, ingestion_id)
-    found += await search_kafka(credentials.hunted, ingestion_id)
+    found += search_files(LOGS, hunted, ingestion_id, "the stack's logs")
+    found += search_files(PREFECT_HOME, hunted, None, "Prefect's home")
+    found += await search_prefect(prefect, ingestion_id, hunted)
+    found += await search_databases(hunted, ingestion_id)
+    found += await search_kafka(hunted, ingestion_id)
     assert not found, "credentials leaked:\n" + "\n".join(found)
 
 
