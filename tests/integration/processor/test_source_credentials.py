@@ -14,19 +14,28 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from pydantic import SecretStr
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from autoloader_processor import claims
+from autoloader_processor.pool import Processor
 from autoloader_processor.reading import BatchReader
 from devstack.components.seaweedfs import LANDING_BUCKET, SOURCE_READER_ROLE, SeaweedFS
 from devstack.components.spark import SparkConnect
 from devstack.layout import Addresses, Layout, java_home
+from shared.crypto import CredentialCipher, new_key
+from shared.models import FileState, FileStatus, Ingestion, Tenant
 from shared.s3 import source_client
 from shared.settings import S3Settings
-from shared.spec import IngestionSpec
+from shared.spec import IngestionSpec, S3Credentials
+from shared.tenancy import own_database
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -284,3 +293,62 @@ def test_uncached_reads_leave_no_threads_behind(spark: Any, s3: S3Client, unique
         reader.release()
 
     assert sdk_timer_threads() - before < 10
+
+
+async def test_the_processor_reads_with_the_credentials_stored_for_the_ingestion(
+    sessions: async_sessionmaker[AsyncSession],
+    processor: Processor,
+    spark: Any,
+    s3_settings: S3Settings,
+    buckets: Callable[[], str],
+    identity: MakeKeys,
+    unique: str,
+) -> None:
+    """As the service keeps them: encrypted beside the spec, decrypted by the processor for
+    the batch (here STS credentials, which the store refuses without their token)."""
+    bucket, other = buckets(), buckets()
+    temporary = temporary_keys(s3_settings, identity([f"List:{other}"]), bucket)
+    processor.cipher = CredentialCipher(SecretStr(new_key()))
+    stored = S3Credentials.model_validate(temporary.credentials()).revealed()
+    spec = spec_for(bucket, None)
+    table = f"creds_{unique}"
+    destination = {"database": own_database(f"it-{unique}"), "table": table}
+    spec = spec.model_copy(update={"destination": spec.destination.model_copy(update=destination)})
+    path = f"s3://{bucket}/data/part-0.json"
+    async with sessions() as session, session.begin():
+        tenant = Tenant(name=f"it-{unique}")
+        session.add(tenant)
+        await session.flush()
+        ingestion = Ingestion(
+            tenant_id=tenant.id,
+            name=table,
+            spec=spec.model_dump(mode="json", by_alias=True),
+            credentials=processor.cipher.encrypt(stored),
+            source_type="s3",
+            source_bucket=bucket,
+            deleted_at=datetime.now(UTC),  # the stack's own processors leave it alone
+        )
+        session.add(ingestion)
+        await session.flush()
+        session.add(FileState(ingestion_id=ingestion.id, path=path, etag=unique, size=1))
+    try:
+        async with sessions() as session:
+            claim = await claims.claim_batch(session, ingestion.id, "it-creds", 10, 10**9, 20)
+        assert claim is not None
+
+        assert await processor.process(
+            ingestion, processor._with_credentials(ingestion, spec), claim
+        )
+
+        async with sessions() as session:
+            state = (
+                await session.execute(select(FileState).where(FileState.path == path))
+            ).scalar_one()
+        assert (state.status, state.records) == (FileStatus.SUCCESS, ROWS), state.error
+        assert spark.table(spec.destination.qualified).count() == ROWS
+    finally:
+        spark.sql(f"DROP TABLE IF EXISTS {spec.destination.qualified} PURGE")
+        async with sessions() as session, session.begin():
+            await session.execute(delete(FileState).where(FileState.ingestion_id == ingestion.id))
+            await session.execute(delete(Ingestion).where(Ingestion.id == ingestion.id))
+            await session.execute(delete(Tenant).where(Tenant.id == tenant.id))
