@@ -24,18 +24,21 @@ CHART = ROOT / "deploy" / "helm" / "autoloader"
 WORKLOADS = {"api", "scheduler-sync", "discovery-worker", "s3-events", "processor"}
 # Variables every service reads, from the ConfigMap or from the Secret.
 CONFIG_VARIABLES = {
+    "AUTOLOADER_ENV",
     "AUTOLOADER_KAFKA_BOOTSTRAP_SERVERS",
     "AUTOLOADER_S3_ENDPOINT_URL",
     "AUTOLOADER_S3_REGION",
     "AUTOLOADER_SPARK_REMOTE",
     "PREFECT_API_URL",
 }
+# With the default values: no S3 keys, so that an IAM role or the default chain applies.
 SECRET_VARIABLES = {
     "AUTOLOADER_DATABASE_URL",
-    "AUTOLOADER_S3_ACCESS_KEY_ID",
-    "AUTOLOADER_S3_SECRET_ACCESS_KEY",
     "AUTOLOADER_CREDENTIALS_KEY",
 }
+S3_KEY_VARIABLES = {"AUTOLOADER_S3_ACCESS_KEY_ID", "AUTOLOADER_S3_SECRET_ACCESS_KEY"}
+# Secrets only one workload gets.
+OWN_SECRET_VARIABLES = {"scheduler-sync": {"AUTOLOADER_COMMANDS_SIGNING_SECRET"}}
 INSTALL_HELM = (
     "helm is not installed: run `go install helm.sh/helm/v3/cmd/helm@v3.16.4` and put "
     "$(go env GOPATH)/bin on PATH, or set HELM to the binary's path"
@@ -172,10 +175,12 @@ def _run(*command: str) -> str:
     return result.stdout
 
 
-# Ingress and ServiceMonitor on, S3 reached through an IAM role: the optional branches.
+# Ingress and ServiceMonitor on, AWS S3 with keys from the Secret: the optional branches.
 EVERYTHING_ON = {
     "connections": {"s3": {"endpointUrl": ""}},
-    "credentials": {"keys": {"s3AccessKeyId": "", "s3SecretAccessKey": ""}},
+    "credentials": {
+        "keys": {"s3AccessKeyId": "s3-access-key-id", "s3SecretAccessKey": "s3-secret-access-key"}
+    },
     "discoveryWorker": {"limit": 4},
     "serviceMonitor": {"enabled": True},
     "ingress": {"enabled": True, "className": "nginx"},
@@ -235,6 +240,7 @@ def test_deployments_run_their_commands_with_the_whole_environment(
     objects = rendered["defaults"]
     (config_map,) = (obj for obj in objects if obj["kind"] == "ConfigMap")
     assert set(config_map["data"]) >= CONFIG_VARIABLES
+    assert config_map["data"]["AUTOLOADER_ENV"] == "production"
     commands = {}
     for component, deployment in _of_kind(objects, "Deployment").items():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -243,7 +249,9 @@ def test_deployments_run_their_commands_with_the_whole_environment(
         from_secret = {
             env["name"] for env in container["env"] if "secretKeyRef" in env.get("valueFrom", {})
         }
-        assert from_secret == SECRET_VARIABLES, component
+        assert from_secret == SECRET_VARIABLES | OWN_SECRET_VARIABLES.get(component, set()), (
+            component
+        )
         assert container["securityContext"]["readOnlyRootFilesystem"] is True, component
         assert container["resources"]["requests"], component
     assert commands == {
@@ -292,6 +300,10 @@ def test_optional_parts_render_only_when_enabled(
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     (config_map,) = (obj for obj in everything_on if obj["kind"] == "ConfigMap")
     assert "AUTOLOADER_S3_ENDPOINT_URL" not in config_map["data"]
+    for component, deployment in _of_kind(everything_on, "Deployment").items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        names = {env["name"] for env in container["env"]}
+        assert names >= S3_KEY_VARIABLES, component
     worker = _of_kind(everything_on, "Deployment")["discovery-worker"]
     assert worker["spec"]["template"]["spec"]["containers"][0]["command"][-3:] == [
         "--limit",
