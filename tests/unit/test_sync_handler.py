@@ -63,13 +63,19 @@ async def test_retries_while_prefect_is_unreachable_then_applies() -> None:
     assert len(syncer.synced) == 1 and letters == []
 
 
-async def test_an_event_prefect_refuses_is_dead_lettered_and_recorded() -> None:
+async def test_an_event_prefect_refuses_is_dead_lettered_and_recorded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The tenant sees a reason and a ref in sync_error; the full text is logged under it."""
     syncer = FakeSyncer([ValueError("cron rejected")])
     handler, letters = handler_for(syncer)
 
     assert await handler.handle(paused(), b"key") == "dead-lettered"
-    assert "cron rejected" in letters[0][1]
-    assert "cron rejected" in syncer.failed[0][1]
+    shown = syncer.failed[0][1]
+    assert shown.startswith("IngestionPaused could not be applied: ") and "(ref " in shown
+    assert "cron rejected" not in shown and letters[0][1] == shown
+    ref = shown.rsplit("(ref ", 1)[1].rstrip(")")
+    assert any(ref in r.getMessage() and "cron rejected" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize("raw", [b"not json", b"{}", b'{"event_type": "IngestionExploded"}'])

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from autoloader_sync.prefect_gateway import is_unavailable
 from autoloader_sync.sync import Syncer
 from shared import consumers
+from shared.errors import public_error
 from shared.events import (
     BackfillRequested,
     IngestionEvent,
@@ -52,7 +53,7 @@ class EventHandler:
         try:
             outcome = await self._apply_with_retry(event)
         except Exception as error:
-            reason = f"{event.event_type} could not be applied: {type(error).__name__}: {error}"
+            reason = public_error(error, log, where=f"{event.event_type} could not be applied")
             await self.syncer.record_failure(event.ingestion_id, reason)
             return await self._reject(raw, key, reason)
         APPLIED.labels(event.event_type).inc()
