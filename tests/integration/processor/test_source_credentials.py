@@ -8,6 +8,7 @@ FileSystem per bucket), fails these tests.
 
 from __future__ import annotations
 
+import html
 import json
 import subprocess
 import time
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import httpx
 import pytest
 from botocore.exceptions import ClientError
 from pydantic import SecretStr
@@ -26,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from autoloader_processor import claims
 from autoloader_processor.pool import Processor
-from autoloader_processor.reading import BatchReader
+from autoloader_processor.reading import BatchReader, source_options
 from devstack.components.seaweedfs import LANDING_BUCKET, SOURCE_READER_ROLE, SeaweedFS
 from devstack.components.spark import SparkConnect
 from devstack.layout import Addresses, Layout, java_home
@@ -352,3 +354,27 @@ async def test_the_processor_reads_with_the_credentials_stored_for_the_ingestion
             await session.execute(delete(FileState).where(FileState.ingestion_id == ingestion.id))
             await session.execute(delete(Ingestion).where(Ingestion.id == ingestion.id))
             await session.execute(delete(Tenant).where(Tenant.id == tenant.id))
+
+
+def test_spark_shows_a_read_without_its_credentials(
+    spark: Any, s3_settings: S3Settings, buckets: Callable[[], str], identity: MakeKeys
+) -> None:
+    """Spark Connect's UI and logs show each statement's plan; a plan shallow enough (the
+    processor's look at a file read alone is one) shows the read's options."""
+    bucket, other = buckets(), buckets()
+    temporary = temporary_keys(s3_settings, identity([f"List:{other}"]), bucket)
+    options = source_options(S3Credentials.model_validate(temporary.credentials()))
+    path = f"s3a://{bucket}/data/part-0.json"
+    assert spark.read.format("text").options(**options).load(path).count() == ROWS
+
+    a = Addresses()
+    url = f"http://{a.host}:{a.spark_ui_port}/connect/session/?id={spark.session_id}"
+    page, deadline = "", time.monotonic() + 20
+    while path not in page:  # the UI learns of the statement a moment later
+        assert time.monotonic() < deadline, "Spark's UI never showed the session's read"
+        time.sleep(0.5)
+        page = html.unescape(httpx.get(url, timeout=10).text)
+
+    assert "redacted" in page
+    for secret in (temporary.access_key, temporary.secret_key, temporary.session_token):
+        assert secret and secret not in page
