@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.topics import Topic
+from shared.topics import ALL_TOPICS, SEAWEEDFS_FILER, Topic
 
 
 async def tail(bootstrap_servers: str, topic: Topic) -> AIOKafkaConsumer:
@@ -34,11 +34,15 @@ async def consumed_to(group: str, ends: dict[TopicPartition, int], bootstrap: st
 
 
 async def end_offsets(topic: str, bootstrap: str) -> dict[TopicPartition, int]:
+    """The end offset of every partition of the topic (as shared/topics.py declares them);
+    never empty, so a wait for a group to reach them always proves something."""
+    declared = next(t for t in (*ALL_TOPICS, SEAWEEDFS_FILER) if t.name == topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
-        await consumer.topics()  # fetches the metadata that partitions_for_topic reads
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        return dict(await consumer.end_offsets(partitions))
+        partitions = [TopicPartition(topic, p) for p in range(declared.partitions)]
+        ends = dict(await consumer.end_offsets(partitions))
     finally:
         await consumer.stop()
+    assert ends and len(ends) == declared.partitions, f"no end offsets for {topic}: {ends}"
+    return ends
