@@ -20,7 +20,7 @@ from autoloader_processor.pool import Processor
 from autoloader_processor.settings import ProcessorSettings
 from shared.db import session_factory
 from shared.events import FileFailed
-from shared.models import FileState, Ingestion, Run, Tenant
+from shared.models import FileState, Ingestion, Run, Tenant, TenantNamespace
 from shared.settings import SparkSettings
 from shared.spec import IngestionSpec
 
@@ -60,6 +60,8 @@ async def landing(
         tenant = Tenant(name=f"it-{unique}")
         session.add(tenant)
         await session.flush()
+        # As an operator grants it: the table is in the `default` database.
+        session.add(TenantNamespace(tenant_id=tenant.id, namespace="spark_catalog.default"))
         ingestion = Ingestion(
             tenant_id=tenant.id,
             name=table,
