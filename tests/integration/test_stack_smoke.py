@@ -13,7 +13,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.settings import KafkaSettings, PrefectSettings
+from autoloader_processor.reading import source_options
+from shared.settings import KafkaSettings, PrefectSettings, S3Settings
+from shared.spec import S3Credentials
 from shared.topics import ALL_TOPICS
 from tests.e2e.conftest import eventually
 
@@ -90,10 +92,16 @@ def test_s3_put_list_get(s3: S3Client, bucket: str) -> None:
     assert json.loads(body) == {"a": 2}
 
 
-def test_spark_reads_json_from_s3a(spark: Any, s3: S3Client, bucket: str) -> None:
+def test_spark_reads_json_from_s3a(
+    spark: Any, s3: S3Client, s3_settings: S3Settings, bucket: str
+) -> None:
+    """With the keys the read brings: the server's own keys reach the warehouse only."""
     lines = "\n".join(json.dumps({"id": i, "name": f"row-{i}"}) for i in range(5))
     s3.put_object(Bucket=bucket, Key="events/part-0.json", Body=lines.encode())
-    frame = spark.read.json(f"s3a://{bucket}/events/")
+    secret = s3_settings.secret_access_key
+    assert s3_settings.access_key_id and secret
+    keys = S3Credentials(aws_access_key_id=s3_settings.access_key_id, aws_secret_access_key=secret)
+    frame = spark.read.options(**source_options(keys)).json(f"s3a://{bucket}/events/")
     rows = sorted((row["id"], row["name"]) for row in frame.collect())
     assert rows == [(i, f"row-{i}") for i in range(5)]
 
