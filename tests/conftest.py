@@ -93,6 +93,9 @@ def spark(spark_settings: SparkSettings) -> Iterator[Any]:
     from pyspark.sql import SparkSession
 
     session = SparkSession.builder.remote(spark_settings.remote).create()
+    # Without the shared release thread pool: a session garbage-collected on one of its
+    # threads joins that thread and hangs every later stop() (pyspark 4.1).
+    session.client.disable_reattachable_execute()
     yield session
     session.stop()
 

@@ -125,6 +125,7 @@ class SparkConnect(Component):
 
         spark = SparkSession.builder.remote(self.address).create()
         spark.client.set_retry_policies([DefaultPolicy(max_retries=3, max_backoff=1000)])
+        spark.client.disable_reattachable_execute()  # see tests/conftest.py::spark
         return spark
 
     def stop(self) -> bool:

@@ -149,6 +149,7 @@ def spark_session(remote: str) -> SparkSession:
     spark.client.set_retry_policies(  # type: ignore[operator]
         [DefaultPolicy(max_retries=5, max_backoff=2000)]
     )
+    spark.client.disable_reattachable_execute()  # type: ignore[operator]  # see tests/conftest.py::spark
     return spark
 
 
