@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed
 export PIP_CACHE_DIR ?= $(HOME)/.cache/autoloader/pip
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up down status env test test-unit lint typecheck check asyncapi clean helm bench chaos
+.PHONY: help venv up down status env test test-unit lint typecheck check asyncapi clean helm bench bench-latency bench-discovery chaos
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is missing: install Python 3.11"; exit 1; }
@@ -61,8 +61,14 @@ $(HELM):
 	  GOPATH=$(GO_CACHE) GOBIN=$(GO_CACHE)/bin GOFLAGS=-modcacherw go install helm.sh/helm/v3/cmd/helm@v3.16.4; \
 	else echo "go is missing: the chart tests that need helm will skip"; fi
 
-bench: up ## Autoloader against Spark's file source on 2,000 small JSON files
-	@set -a && source .local/stack.env && set +a && $(PY) -m benchmarks.file_source_vs_autoloader $(BENCH_ARGS)
+bench: up ## Autoloader against one Spark batch and Spark's file stream, 2,000 and 20,000 files
+	@set -a && source .local/stack.env && set +a && $(PY) -m benchmarks.throughput $(BENCH_ARGS)
+
+bench-latency: up ## upload to rows visible, by notification: 1 upload/s for 60 s, then 1,000 at once
+	@set -a && source .local/stack.env && set +a && $(PY) -m benchmarks.latency $(BENCH_ARGS)
+
+bench-discovery: up ## discovery of 100,000 keys, 50,000 already known: time and database round trips
+	@set -a && source .local/stack.env && set +a && $(PY) -m benchmarks.discovery_scale $(BENCH_ARGS)
 
 TRIALS ?= 10
 chaos: up ## randomized fault trials on the running stack (TRIALS=30 for the full count)

@@ -5,13 +5,15 @@
 - While a dependency is unreachable (the database, Kafka, Prefect) the consumer retries with
   backoff and does not return, so the offset is not committed and nothing behind the message
   in its partition is skipped.
+- A consumer that takes its messages in batches (`batch=True`) gets them as `Received`
+  (`batch_of`), and rejects a bad one alone: its neighbours in the batch are still applied.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -26,11 +28,27 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-async def raw_body(message: StreamMessage[Any]) -> bytes:
-    """A subscriber's decoder that hands its handler the bytes as sent: the handler validates
-    them itself and dead-letters what does not parse, instead of FastStream failing before
-    the handler runs."""
+async def raw_body(message: StreamMessage[Any]) -> bytes | list[bytes]:
+    """A subscriber's decoder that hands its handler the bytes as sent (a batch subscriber's,
+    the list of them): the handler validates them itself and dead-letters what does not
+    parse, instead of FastStream failing before the handler runs."""
     return message.body
+
+
+@dataclass(frozen=True)
+class Received:
+    """One Kafka message as it was sent: its bytes and its key."""
+
+    value: bytes
+    key: bytes | None = None
+
+
+def batch_of(bodies: Sequence[bytes], message: StreamMessage[Any]) -> list[Received]:
+    """The messages of one delivery to a batch subscriber (decoded with `raw_body`), in the
+    order consumed: offset order within each partition, so one key's messages stay in order."""
+    raw = message.raw_message
+    records = raw if isinstance(raw, tuple | list) else (raw,)
+    return [Received(body, record.key) for body, record in zip(bodies, records, strict=True)]
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,14 @@ service's keys or to the default chain, which would be the service's identity ag
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import botocore.session
 from botocore import UNSIGNED
 from botocore.config import Config
+from botocore.utils import parse_timestamp as botocore_parse_timestamp
 
 from shared.settings import S3Settings
 
@@ -37,12 +40,28 @@ def s3_client(settings: S3Settings) -> S3Client:
     )
 
 
+def parse_timestamp(value: str) -> datetime:
+    """An S3 timestamp (ISO 8601, e.g. `2026-11-22T10:00:00.000Z`) as an aware datetime, with
+    `datetime.fromisoformat` (botocore's dateutil parser costs ~75 ms per 1,000 keys); anything
+    else the way botocore parses it."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return botocore_parse_timestamp(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 def source_client(settings: S3Settings, credentials: Mapping[str, Any] | None) -> S3Client:
     """A client for the store at `settings.endpoint_url` that signs with `credentials` (the
     decrypted `aws_*` fields of a source), or sends unsigned requests when there are none.
 
-    A boto3 Session of its own keeps boto3 from looking anything up in the environment."""
-    session = boto3.session.Session()
+    A boto3 Session of its own keeps boto3 from looking anything up in the environment; its
+    responses' timestamps are parsed with `parse_timestamp`, which listing a large prefix needs."""
+    core = botocore.session.get_session()
+    core.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=parse_timestamp
+    )
+    session = boto3.session.Session(botocore_session=core)
     region = (credentials or {}).get("aws_region") or settings.region
     if not credentials:
         return session.client(

@@ -110,8 +110,10 @@ class PrefectWorker(Component):
         env = {
             **stack_env(self.addresses),
             **self.server.env(),
-            # Poll for new flow runs every second (Prefect's default is 10 s): a run asked for
-            # through the API or an upstream command starts within a second or two.
-            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            # Poll for new flow runs twice a second (Prefect's default is every 10 s): a run
+            # asked for through the API or an upstream command waits 0.25 s on average for the
+            # worker. Each poll also rewrites `last_polled` on the pool's deployments, which a
+            # single developer's stack affords (docs/performance.md).
+            "PREFECT_WORKER_QUERY_SECONDS": "0.5",
         }
         return proc.spawn(self.layout, self.name, argv, env=env)

@@ -223,14 +223,23 @@ async def test_changes_made_while_prefect_is_down_reach_it_after_it_returns(
     )
 
 
+async def deployment_names(prefect: PrefectClient) -> set[str]:
+    """Every deployment's name, page by page (a long-lived stack holds more than one page)."""
+    names: set[str] = set()
+    while page := await prefect.read_deployments(offset=len(names), limit=200):
+        names |= {deployment.name for deployment in page}
+    return names
+
+
 async def test_rebuild_recreates_every_deployment_in_an_empty_prefect(
     api: httpx.AsyncClient, prefect: PrefectClient, engine: AsyncEngine
 ) -> None:
     ids = [await create(api) for _ in range(3)]
     for ingestion_id in ids:
         await eventually(partial(deployment_of, prefect, ingestion_id), bool, 10, "no deployment")
-    for deployment in await prefect.read_deployments():
-        await prefect.delete_deployment(deployment.id)
+    for _ in range(20):  # a page at a time: a long-lived stack holds more than one page
+        for deployment in await prefect.read_deployments():
+            await prefect.delete_deployment(deployment.id)
     assert await prefect.read_deployments() == []
 
     result = await asyncio.to_thread(
@@ -250,7 +259,7 @@ async def test_rebuild_recreates_every_deployment_in_an_empty_prefect(
             .scalars()
             .all()
         )
-    names = {d.name for d in await prefect.read_deployments()}
+    names = await deployment_names(prefect)
     assert {f"ingestion-{i}" for i in live} <= names
     assert all(f"ingestion-{i}" in names for i in ids)
 

@@ -84,6 +84,7 @@ def test_values_yaml_satisfies_the_schema(
         ("credentials.keys.databaseUrl", ""),
         ("connections.spark.remote", "http://spark-connect:15002"),
         ("discoveryWorker.limit", "4"),
+        ("discoveryWorker.queryIntervalSeconds", 0),
         ("migrations.enabled", "yes"),
     ],
 )
@@ -181,7 +182,7 @@ EVERYTHING_ON = {
     "credentials": {
         "keys": {"s3AccessKeyId": "s3-access-key-id", "s3SecretAccessKey": "s3-secret-access-key"}
     },
-    "discoveryWorker": {"limit": 4},
+    "discoveryWorker": {"limit": 4, "queryIntervalSeconds": 0.5},
     "serviceMonitor": {"enabled": True},
     "ingress": {"enabled": True, "className": "nginx"},
 }
@@ -261,6 +262,16 @@ def test_deployments_run_their_commands_with_the_whole_environment(
         "s3-events": ["autoloader-discovery", "run"],
         "processor": ["autoloader-processor", "run"],
     }
+
+
+def test_the_worker_polls_prefect_for_flow_runs_at_the_configured_interval(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    for name, seconds in (("defaults", "2"), ("everything-on", "0.5")):
+        worker = _of_kind(rendered[name], "Deployment")["discovery-worker"]
+        (container,) = worker["spec"]["template"]["spec"]["containers"]
+        env = {variable["name"]: variable.get("value") for variable in container["env"]}
+        assert env["PREFECT_WORKER_QUERY_SECONDS"] == seconds, name
 
 
 def test_migrations_and_topics_run_as_hooks_before_install_and_upgrade(

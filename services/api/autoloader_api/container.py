@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from autoloader_api.relay import OutboxRelay, kafka_producer_factory
+from autoloader_api.relay import OutboxRelay, kafka_producer_factory, wake_after_outbox_commits
 from autoloader_api.settings import ApiSettings
 from shared.crypto import CredentialCipher
 from shared.db import create_engine, session_factory
@@ -29,6 +29,8 @@ class Container:
         relay = OutboxRelay(
             sessions, kafka_producer_factory(settings.kafka.bootstrap_servers), settings.relay
         )
+        # The API's commits wake the relay, so an event leaves without waiting for a poll.
+        wake_after_outbox_commits(sessions, relay.wake)
         return cls(
             settings=settings,
             engine=engine,

@@ -5,20 +5,26 @@ published by two relays at the same time, and publishes for each key only the un
 that key's oldest unsent rows it holds, so a key's events never overtake each other.
 Publishing is at least once: a relay that dies after sending and before marking rows sent
 sends them again, and consumers deduplicate on the event id.
+
+A relay polls the outbox every `poll_interval_seconds` while it is empty. In the API process it
+is also woken as soon as a transaction that added outbox rows commits (see
+`wake_after_outbox_commits`), so an API call's event leaves without waiting for the next poll.
+The wake-up only makes a round come sooner: the poll still finds every row, including those
+committed by other processes, so nothing depends on a wake-up arriving.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, UOWTransaction
 
 from autoloader_api.settings import RelaySettings
 from shared.models import OutboxEvent
@@ -29,6 +35,8 @@ PUBLISHED = Counter("autoloader_outbox_published_total", "Outbox events publishe
 FAILURES = Counter("autoloader_outbox_publish_failures_total", "Failed outbox publish rounds")
 
 ProducerFactory = Callable[[], Awaitable[AIOKafkaProducer]]
+
+_ADDED_OUTBOX_ROWS = "autoloader.added_outbox_rows"  # a key of Session.info
 
 
 def kafka_producer_factory(bootstrap_servers: str) -> ProducerFactory:
@@ -79,6 +87,11 @@ class OutboxRelay:
         self.producer_factory = producer_factory
         self.settings = settings
         self._producer: AIOKafkaProducer | None = None
+        self._woken = asyncio.Event()
+
+    def wake(self) -> None:
+        """Start the next round now rather than at the next poll: rows were committed."""
+        self._woken.set()
 
     async def publish_batch(self) -> int:
         """Claim, publish and mark one batch; return how many rows were published."""
@@ -136,6 +149,8 @@ class OutboxRelay:
         """Relay until ``stop`` is set, backing off exponentially while Kafka fails."""
         backoff = self.settings.backoff_initial_seconds
         while not stop.is_set():
+            # Cleared before the round: rows committed while it runs wake the next one.
+            self._woken.clear()
             try:
                 published = await self.publish_batch()
                 backoff = self.settings.backoff_initial_seconds
@@ -148,11 +163,11 @@ class OutboxRelay:
                     backoff,
                 )
                 await self._reset_producer()
-                await _sleep_unless(stop, backoff)
+                await _sleep_unless(backoff, stop)
                 backoff = min(backoff * 2, self.settings.backoff_max_seconds)
                 continue
             if published == 0:
-                await _sleep_unless(stop, self.settings.poll_interval_seconds)
+                await _sleep_unless(self.settings.poll_interval_seconds, stop, self._woken)
         await self._reset_producer()
 
     async def _reset_producer(self) -> None:
@@ -164,6 +179,43 @@ class OutboxRelay:
                 log.debug("outbox relay: stopping the producer failed: %s", error)
 
 
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
+async def _sleep_unless(seconds: float, *events: asyncio.Event) -> None:
+    """Sleep ``seconds``, or less if one of ``events`` is set meanwhile."""
+    waits = [asyncio.ensure_future(flag.wait()) for flag in events]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
+def wake_after_outbox_commits(
+    sessions: async_sessionmaker[AsyncSession], wake: Callable[[], None]
+) -> None:
+    """Make each session of ``sessions`` call ``wake`` after it commits new outbox rows.
+
+    The sessions get a Session class of their own, so that these listeners see no other
+    session of the process. A missed or needless wake-up costs at most one poll interval or
+    one empty round: correctness rests on the poll, never on this.
+    """
+    base: type[Session] = sessions.kw.get("sync_session_class") or Session
+    session_class = type("OutboxWakingSession", (base,), {})
+    sessions.configure(sync_session_class=session_class)
+
+    def note_outbox_rows(session: Session, _: UOWTransaction) -> None:
+        # After a flush `session.new` still lists what the flush inserted.
+        if any(isinstance(row, OutboxEvent) for row in session.new):
+            session.info[_ADDED_OUTBOX_ROWS] = True
+
+    def wake_if_rows_were_added(session: Session) -> None:
+        # A savepoint's commit commits nothing yet; the outermost one does.
+        if not session.in_nested_transaction() and session.info.pop(_ADDED_OUTBOX_ROWS, False):
+            wake()
+
+    def forget_rows(session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is None:  # committed (woken above), rolled back, or closed
+            session.info.pop(_ADDED_OUTBOX_ROWS, None)
+
+    event.listen(session_class, "after_flush", note_outbox_rows)
+    event.listen(session_class, "after_commit", wake_if_rows_were_added)
+    event.listen(session_class, "after_transaction_end", forget_rows)

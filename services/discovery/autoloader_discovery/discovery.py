@@ -1,7 +1,9 @@
 """Discovery against the database: open the run, record new files set-based, read them back.
 
-`record_new_files` is one statement per page of keys: it inserts the objects it has not seen,
-as PENDING under the run, and returns them, whatever the page size.
+Recording a page of listed keys (`insert_new_files`, `record_new_files`) is one statement: it
+inserts the objects not seen before, as PENDING under the run, and returns them, whatever the
+page size and however many files the ingestion already has. Nothing is read per known file:
+each listed key is looked up in the unique index of file_state.
 """
 
 from __future__ import annotations
@@ -10,18 +12,29 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Result, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from autoloader_discovery.listing import ListedObject
 from shared.crypto import CredentialCipher
 from shared.events import DiscoveredFile
 from shared.models import FileState, FileStatus, Ingestion, Run, RunStatus, RunTrigger
 from shared.runs import UNFINISHED, close_interrupted_run, complete_run_if_done
 from shared.spec import IngestionSpec
 
+if TYPE_CHECKING:
+    from autoloader_discovery.listing import ListedObject
+
+# The lookup of each listed key is a LATERAL subquery with LIMIT 1 on purpose: PostgreSQL
+# always runs it per key, as a probe of uq_file_state_object (ingestion_id, path, ...). Written
+# as `NOT EXISTS`, it could be planned as a hashed subplan that reads every known file of the
+# ingestion, or the whole table with a sequential scan, once per page (PostgreSQL 15 did so
+# for the custom plans of the first executions of the statement on each connection): a
+# page's cost then grows with the files already known, and a run's with the square of its pages.
+# Found: a row for the key in the ingestion's own table (target_table NULL), of any ETag when
+# overwrites are ignored, of the same ETag when they are re-ingested. ON CONFLICT still settles
+# a race with a concurrent insert of the same object (a notification, another run).
 INSERT_NEW_FILES = text(
     """
     INSERT INTO file_state (ingestion_id, run_id, path, etag, size, last_modified, status,
@@ -30,11 +43,14 @@ INSERT_NEW_FILES = text(
            'PENDING', 0, now(), now()
     FROM unnest(CAST(:paths AS text[]), CAST(:etags AS text[]), CAST(:sizes AS bigint[]),
                 CAST(:modified AS timestamptz[])) AS listed(path, etag, size, last_modified)
-    WHERE :reingest_overwrites OR NOT EXISTS (
-        SELECT 1 FROM file_state seen
+    LEFT JOIN LATERAL (
+        SELECT true AS found FROM file_state seen
         WHERE seen.ingestion_id = :ingestion_id AND seen.path = listed.path
           AND seen.target_table IS NULL
-    )
+          AND (NOT :reingest_overwrites OR seen.etag = listed.etag)
+        LIMIT 1
+    ) AS seen ON true
+    WHERE seen.found IS NULL
     ON CONFLICT (ingestion_id, path, etag, target_table) DO NOTHING
     RETURNING id, path, etag, size
     """
@@ -124,7 +140,32 @@ async def insert_new_files(
 ) -> list[DiscoveredFile]:
     """In the caller's transaction: record the page's unseen objects as PENDING under the run,
     in one statement; return them."""
-    result = await session.execute(
+    result = await _insert(session, ingestion_id, run_id, spec, page)
+    return [
+        DiscoveredFile(file_id=row.id, path=row.path, etag=row.etag, size=row.size)
+        for row in result
+    ]
+
+
+async def record_new_files(
+    session: AsyncSession, context: RunContext, page: Sequence[ListedObject]
+) -> int:
+    """Record the page's unseen objects under the run and commit; return how many there were.
+    (The flow publishes them later, from file_state: see pending_files.)"""
+    result = await _insert(session, context.ingestion_id, context.run_id, context.spec, page)
+    new = len(result.all())
+    await session.commit()
+    return new
+
+
+async def _insert(
+    session: AsyncSession,
+    ingestion_id: uuid.UUID,
+    run_id: uuid.UUID,
+    spec: IngestionSpec,
+    page: Sequence[ListedObject],
+) -> Result[Any]:
+    return await session.execute(
         INSERT_NEW_FILES,
         {
             "ingestion_id": ingestion_id,
@@ -136,18 +177,6 @@ async def insert_new_files(
             "reingest_overwrites": spec.overwrite_policy == "reingest",
         },
     )
-    return [
-        DiscoveredFile(file_id=row.id, path=row.path, etag=row.etag, size=row.size)
-        for row in result
-    ]
-
-
-async def record_new_files(
-    session: AsyncSession, context: RunContext, page: Sequence[ListedObject]
-) -> int:
-    new = await insert_new_files(session, context.ingestion_id, context.run_id, context.spec, page)
-    await session.commit()
-    return len(new)
 
 
 async def pending_files(session: AsyncSession, run_id: uuid.UUID) -> list[DiscoveredFile]:

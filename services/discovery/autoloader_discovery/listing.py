@@ -1,21 +1,33 @@
 """Listing a source, a page at a time: S3 through boto3's paginator, or a local directory.
 
 An S3 source is listed with its ingestion's own credentials, session token included, or
-anonymously when it has none: never with the service's keys (see shared/s3.py)."""
+anonymously when it has none: never with the service's keys (see shared/s3.py).
+
+Listing is most of discovery's time, so two things keep it fast: the next page is fetched
+while the caller records this one (`_read_ahead`, one page ahead, so memory stays bounded),
+and source clients parse each key's LastModified with `datetime.fromisoformat` (see
+shared/s3.py) rather than botocore's dateutil parser, two thirds of the CPU of a 1,000-key page.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.s3 import source_client
 from shared.settings import S3Settings
 from shared.spec import S3_PATH, SourceSpec
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -39,19 +51,18 @@ def list_source(
     s3: S3Settings,
     page_size: int,
 ) -> Iterator[list[ListedObject]]:
+    """The source's matching objects, in pages of at most `page_size` (S3: one page per
+    ListObjectsV2 request; pages left empty by the file pattern are skipped)."""
     if source.type == "local":
-        yield from _pages(_walk_local(source), page_size)
+        yield from _read_ahead(_pages(_walk_local(source), page_size))
     else:
-        yield from _list_s3(source, credentials, s3, page_size)
+        yield from _read_ahead(_list_s3(source_client(s3, credentials), source, page_size))
 
 
-def _list_s3(
-    source: SourceSpec, credentials: dict[str, Any] | None, s3: S3Settings, page_size: int
-) -> Iterator[list[ListedObject]]:
+def _list_s3(client: S3Client, source: SourceSpec, page_size: int) -> Iterator[list[ListedObject]]:
     match = S3_PATH.match(source.path)
     assert match is not None  # the spec validated the path
     bucket, prefix = match["bucket"], (match["prefix"] or "/").lstrip("/")
-    client = source_client(s3, credentials)
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(
         Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}
@@ -69,6 +80,21 @@ def _list_s3(
         ]
         if listed:
             yield listed
+
+
+def _read_ahead(pages: Iterator[T]) -> Generator[T, None, None]:
+    """`pages`, fetched one page ahead in a thread of its own: the next S3 request (and its
+    parsing) runs while the caller records the page it has. At most one page waits unread. An
+    error of the listing is raised here, after the pages before it."""
+    fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="listing")
+    try:
+        ahead = fetcher.submit(next, pages, None)
+        while (page := ahead.result()) is not None:
+            ahead = fetcher.submit(next, pages, None)
+            yield page
+    finally:
+        # A caller that stops early leaves at most one request to finish in the background.
+        fetcher.shutdown(wait=False, cancel_futures=True)
 
 
 def _walk_local(source: SourceSpec) -> Iterator[ListedObject]:

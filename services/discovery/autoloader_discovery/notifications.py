@@ -1,11 +1,13 @@
 """S3 event notifications to PENDING files, with no listing.
 
 Each ObjectCreated record goes to every active ingestion whose source takes notifications and
-whose bucket, prefix and file pattern match the object. Per ingestion, the new objects join
-the ingestion's open `s3_event` run when one began within the join window, or open a new
-run, and are recorded PENDING in the same transaction; the caller then publishes them to
-`autoloader.files`. An object already recorded (a repeated notification, or one the safety-net
-listing found first) is not recorded again, so it is ingested once.
+whose bucket, prefix and file pattern match the object. The consumer hands over a batch of
+notifications at a time, in one transaction: per ingestion, the batch's new objects join the
+ingestion's open `s3_event` run when one began within the join window, or open a new run, and
+are recorded PENDING; the caller commits, then publishes one event per ingestion to
+`autoloader.files`. An object already recorded (a repeated notification, or one the
+safety-net listing found first) is not recorded again, so it is ingested once; within a batch,
+an object's versions keep the order they were notified in (see `route`).
 """
 
 from __future__ import annotations
@@ -78,7 +80,10 @@ async def subscribers(session: AsyncSession, buckets: Sequence[str]) -> list[Sub
 def route(
     records: Sequence[S3EventRecord], candidates: Sequence[Subscriber]
 ) -> dict[Subscriber, list[ListedObject]]:
-    """The created objects each subscriber takes; removals and unmatched objects drop out."""
+    """The created objects each subscriber takes, in the order notified; removals and
+    unmatched objects drop out, and so do repeats. Under the `ignore` overwrite policy an
+    object's first version wins, as if the notifications had come one at a time (the later
+    ones are overwrites); under `reingest` every version is kept."""
     routed: dict[Subscriber, dict[str, ListedObject]] = defaultdict(dict)
     for record in records:
         if not record.created or not record.etag:
@@ -86,7 +91,9 @@ def route(
         listed = ListedObject(record.path, record.etag, record.s3.object.size, record.event_time)
         for subscriber in candidates:
             if subscriber.wants(record):
-                routed[subscriber][f"{listed.path}\0{listed.etag}"] = listed
+                reingest = subscriber.spec.overwrite_policy == "reingest"
+                version = f"{listed.path}\0{listed.etag}" if reingest else listed.path
+                routed[subscriber].setdefault(version, listed)
     return {subscriber: list(objects.values()) for subscriber, objects in routed.items()}
 
 
@@ -96,19 +103,22 @@ async def record_notified(
     objects: Sequence[ListedObject],
     join_window: timedelta,
 ) -> FilesDiscovered | None:
-    """Record the objects under an open or new `s3_event` run; the event to publish, or None
-    when every object was known already."""
+    """In the caller's transaction, which the caller commits: record the objects under an
+    open or new `s3_event` run; the event to publish, or None when every object was known
+    already (then the run opened for nothing is rolled back, and the rest of the transaction
+    is kept)."""
+    savepoint = await session.begin_nested()
     run_id = await _open_run(session, subscriber, join_window)
     new = await insert_new_files(session, subscriber.ingestion_id, run_id, subscriber.spec, objects)
     if not new:
-        await session.rollback()  # a run opened for nothing is not kept
+        await savepoint.rollback()
         return None
     await session.execute(
         update(Run)
         .where(Run.id == run_id)
         .values(files_expected=func.coalesce(Run.files_expected, 0) + len(new))
     )
-    await session.commit()
+    await savepoint.commit()
     return FilesDiscovered(
         tenant_id=subscriber.tenant_id,
         ingestion_id=subscriber.ingestion_id,

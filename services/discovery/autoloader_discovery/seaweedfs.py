@@ -2,14 +2,18 @@
 
 SeaweedFS does not emit S3 bucket notifications itself: its filer publishes every metadata
 change to Kafka as a protobuf `filer_pb.EventNotification` (see SeaweedFS's filer.proto).
-`to_notification` turns the creation or rewrite of a file under `/buckets/<bucket>/` into
-the `{"Records": [...]}` message AWS would send, for `autoloader.s3-events`. Only the fields
-needed are declared below; the protobuf parser skips the rest.
+`file_written` reads the creation or rewrite of a file under `/buckets/<bucket>/` from one,
+and `notification` makes it the `{"Records": [...]}` message AWS would send, for
+`autoloader.s3-events`. Between the two, a multipart upload (which has no MD5) needs its ETag
+from the store: the bridge in `consumer.py` asks for it. Only the fields needed are declared
+below; the protobuf parser skips the rest.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -81,10 +85,21 @@ def _file_changed(event: Any) -> bool:
     return (old.md5, old.file_size) != (new.md5, new.file_size) or not old.md5
 
 
-def to_notification(raw: bytes, key: bytes | None, etag_of: Any = None) -> bytes | None:
-    """The AWS-format notification of one filer event, or None when it is not a file written
-    under /buckets/. etag_of(bucket, key) supplies the ETag of a file without an MD5 (a
-    multipart upload). Raises google.protobuf.message.DecodeError on bytes that do not parse."""
+@dataclass(frozen=True)
+class FileWritten:
+    """A file written under /buckets/<bucket>/, as one filer event tells it."""
+
+    bucket: str
+    key: str
+    size: int
+    mtime: int
+    md5: str  # hex; '' for a multipart upload, whose ETag only the store knows
+
+
+def file_written(raw: bytes, key: bytes | None) -> FileWritten | None:
+    """The file one filer event writes, or None when it is not a file written under /buckets/
+    (a directory, a deletion, a metadata-only update). Raises
+    google.protobuf.message.DecodeError on bytes that do not parse."""
     event = _event_notification_class().FromString(raw)
     if not _file_changed(event):
         return None
@@ -96,22 +111,39 @@ def to_notification(raw: bytes, key: bytes | None, etag_of: Any = None) -> bytes
     if not object_key:
         return None
     attributes = event.new_entry.attributes
-    etag = (
-        attributes.md5.hex() if attributes.md5 else (etag_of(bucket, object_key) if etag_of else "")
+    return FileWritten(
+        bucket, object_key, attributes.file_size, attributes.mtime, attributes.md5.hex()
     )
+
+
+def notification(written: FileWritten, etag: str) -> bytes:
+    """The `{"Records": [...]}` message AWS would send for the file, with its ETag."""
     record = {
         "eventVersion": "2.1",
         "eventSource": "aws:s3",
-        "eventTime": datetime.fromtimestamp(attributes.mtime, UTC).isoformat(),
+        "eventTime": datetime.fromtimestamp(written.mtime, UTC).isoformat(),
         "eventName": "ObjectCreated:Put",
         "s3": {
             "s3SchemaVersion": "1.0",
-            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+            "bucket": {"name": written.bucket, "arn": f"arn:aws:s3:::{written.bucket}"},
             "object": {
-                "key": quote_plus(object_key, safe="/"),
-                "size": attributes.file_size,
+                "key": quote_plus(written.key, safe="/"),
+                "size": written.size,
                 "eTag": etag,
             },
         },
     }
     return json.dumps({"Records": [record]}).encode()
+
+
+def to_notification(
+    raw: bytes, key: bytes | None, etag_of: Callable[[str, str], str] | None = None
+) -> bytes | None:
+    """The AWS-format notification of one filer event, or None when it is not a file written
+    under /buckets/. etag_of(bucket, key) supplies the ETag of a file without an MD5 (a
+    multipart upload). Raises google.protobuf.message.DecodeError on bytes that do not parse."""
+    written = file_written(raw, key)
+    if written is None:
+        return None
+    etag = written.md5 or (etag_of(written.bucket, written.key) if etag_of else "")
+    return notification(written, etag)

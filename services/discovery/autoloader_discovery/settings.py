@@ -23,6 +23,21 @@ class DiscoverySettings(BaseSettings):
     notification_join_seconds: float = Field(
         default=10.0, ge=0, description="notified files join an s3_event run this young"
     )
+    notification_batch_max: int = Field(
+        default=500,
+        ge=1,
+        le=5000,
+        description="notifications (and SeaweedFS filer events) handled as one batch, at most",
+    )
+    notification_poll_ms: int = Field(
+        default=20,
+        ge=5,
+        le=1000,
+        description=(
+            "an idle notification consumer waits this long for a message, then sleeps as"
+            " long: a notification may wait this long before its batch starts"
+        ),
+    )
     seaweedfs_bridge: bool = Field(
         default=False,
         description="translate SeaweedFS filer events into S3 notifications (local stack)",

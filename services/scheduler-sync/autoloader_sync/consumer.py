@@ -21,7 +21,12 @@ def build_syncer(settings: SyncSettings) -> Syncer:
         settings.prefect.api_url, settings.flow.work_pool, settings.flow.entrypoint
     )
     sessions = session_factory(create_engine(settings.database))
-    return Syncer(sessions=sessions, prefect=gateway, flow=settings.flow)
+    return Syncer(
+        sessions=sessions,
+        prefect=gateway,
+        flow=settings.flow,
+        flow_run_command=settings.flow_run_command or None,
+    )
 
 
 def broker_factory(settings: SyncSettings, syncer: Syncer) -> KafkaBroker:

@@ -98,6 +98,7 @@ class DeploymentState:
     work_queue: str | None
     paused: bool
     parameters: dict[str, Any]
+    job_variables: dict[str, Any] = field(default_factory=dict)
 
     def matches(self, spec: DeploymentSpec) -> bool:
         return (
@@ -107,6 +108,7 @@ class DeploymentState:
             and self.work_queue == spec.work_queue
             and self.paused == spec.paused
             and self.parameters == spec.parameters
+            and self.job_variables == spec.job_variables
         )
 
 
@@ -264,6 +266,7 @@ class PrefectGateway:
                     work_queue=deployment.work_queue_name,
                     paused=bool(deployment.paused),
                     parameters=dict(deployment.parameters),
+                    job_variables=dict(deployment.job_variables or {}),
                 )
             )
         return states

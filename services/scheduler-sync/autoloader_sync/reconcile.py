@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from autoloader_sync.handler import EventHandler
-from autoloader_sync.sync import Syncer, deployment_spec
+from autoloader_sync.sync import Syncer
 from shared.events import BackfillRequested, IngestionTriggered, parse_ingestion_event
 from shared.models import Ingestion, Tenant
 from shared.periodic import every
@@ -60,7 +60,7 @@ async def reconcile(syncer: Syncer, dry_run: bool = False) -> ReconcileReport:
     deployed = {state.name: state for state in await syncer.prefect.deployments()}
     report = ReconcileReport()
     for ingestion, tenant in live:
-        spec = deployment_spec(ingestion, tenant, syncer.flow)
+        spec = syncer.deployment_spec(ingestion, tenant)
         state = deployed.pop(spec.name, None)
         if (
             state is not None

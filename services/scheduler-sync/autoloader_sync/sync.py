@@ -11,6 +11,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from prefect.exceptions import ObjectNotFound
 from sqlalchemy import select, update
@@ -23,7 +24,20 @@ from shared.settings import FlowRunSettings
 log = logging.getLogger(__name__)
 
 
-def deployment_spec(ingestion: Ingestion, tenant: str, flow: FlowRunSettings) -> DeploymentSpec:
+def deployment_spec(
+    ingestion: Ingestion, tenant: str, flow: FlowRunSettings, command: str | None = None
+) -> DeploymentSpec:
+    """The deployment the ingestion should have; ``command``, when given, is what the worker
+    starts each flow run with (see SyncSettings.flow_run_command)."""
+    job_variables: dict[str, Any] = {
+        "env": {
+            "AUTOLOADER_FLOW_TIMEOUT_SECONDS": str(flow.timeout_seconds),
+            "AUTOLOADER_FLOW_RETRIES": str(flow.retries),
+            "AUTOLOADER_FLOW_RETRY_DELAY_SECONDS": str(flow.retry_delay_seconds),
+        }
+    }
+    if command:
+        job_variables["command"] = command
     return DeploymentSpec(
         ingestion_id=ingestion.id,
         cron=ingestion.schedule_cron,
@@ -32,13 +46,7 @@ def deployment_spec(ingestion: Ingestion, tenant: str, flow: FlowRunSettings) ->
         work_queue=ingestion.work_queue,
         paused=ingestion.status == IngestionStatus.PAUSED,
         parameters={"ingestion_id": str(ingestion.id)},
-        job_variables={
-            "env": {
-                "AUTOLOADER_FLOW_TIMEOUT_SECONDS": str(flow.timeout_seconds),
-                "AUTOLOADER_FLOW_RETRIES": str(flow.retries),
-                "AUTOLOADER_FLOW_RETRY_DELAY_SECONDS": str(flow.retry_delay_seconds),
-            }
-        },
+        job_variables=job_variables,
     )
 
 
@@ -47,6 +55,10 @@ class Syncer:
     sessions: async_sessionmaker[AsyncSession]
     prefect: PrefectGateway
     flow: FlowRunSettings
+    flow_run_command: str | None = None
+
+    def deployment_spec(self, ingestion: Ingestion, tenant: str) -> DeploymentSpec:
+        return deployment_spec(ingestion, tenant, self.flow, self.flow_run_command)
 
     async def sync_ingestion(self, ingestion_id: uuid.UUID) -> str:
         """Create, update or delete the ingestion's deployment; return what was done."""
@@ -63,7 +75,7 @@ class Syncer:
             return "deleted" if deleted else "absent"
         ingestion, tenant = row
         deployment_id = await self.prefect.upsert_deployment(
-            deployment_spec(ingestion, tenant, self.flow)
+            self.deployment_spec(ingestion, tenant)
         )
         await self._record_sync(ingestion_id, deployment_id)
         return "synced"
