@@ -65,7 +65,12 @@ def build_processor(settings: ProcessorSettings, dead_letters: DeadLetters) -> P
 
 
 def broker_factory(settings: ProcessorSettings) -> tuple[KafkaBroker, Processor]:
-    broker = KafkaBroker(settings.kafka.bootstrap_servers)
+    # FastStream's own line per consumed message goes to DEBUG; ours says what a drain did.
+    broker = KafkaBroker(
+        settings.kafka.bootstrap_servers,
+        logger=logging.getLogger("autoloader_processor.kafka"),
+        log_level=logging.DEBUG,
+    )
     dead_letters = DeadLetters(broker, FILES.name, settings.group_id)
     processor = build_processor(settings, dead_letters)
 
@@ -86,7 +91,8 @@ def broker_factory(settings: ProcessorSettings) -> tuple[KafkaBroker, Processor]
             await dead_letters.send(body, key, f"unparseable file event: {error}")
             return
         done = await processor.drain(event.ingestion_id)
-        log.info(
+        log.log(
+            logging.INFO if done else logging.DEBUG,  # a drain that found nothing is not news
             "processed %d files",
             done,
             extra={"ingestion_id": event.ingestion_id, "run_id": event.run_id},

@@ -3,6 +3,8 @@ commands into runs): wiring only, built from settings."""
 
 from __future__ import annotations
 
+import logging
+
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
 
@@ -30,7 +32,12 @@ def build_syncer(settings: SyncSettings) -> Syncer:
 
 
 def broker_factory(settings: SyncSettings, syncer: Syncer) -> KafkaBroker:
-    broker = KafkaBroker(settings.kafka.bootstrap_servers)
+    # FastStream's own line per consumed message goes to DEBUG; the handler logs what it did.
+    broker = KafkaBroker(
+        settings.kafka.bootstrap_servers,
+        logger=logging.getLogger("autoloader_sync.kafka"),
+        log_level=logging.DEBUG,
+    )
     handler = EventHandler(
         syncer,
         DeadLetters(broker, INGESTION_EVENTS.name, settings.group_id).send,
