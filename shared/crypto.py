@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -13,6 +15,7 @@ class CredentialCipher:
     def __init__(self, key: SecretStr) -> None:
         try:
             self._fernet = Fernet(key.get_secret_value().encode())
+            self._key = key.get_secret_value().encode()
         except ValueError as error:
             raise ValueError(
                 "AUTOLOADER_CREDENTIALS_KEY must be 32 url-safe base64-encoded bytes; "
@@ -21,6 +24,10 @@ class CredentialCipher:
 
     def encrypt(self, credentials: dict[str, Any]) -> bytes:
         return self._fernet.encrypt(json.dumps(credentials).encode())
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key for another purpose than encryption, fixed for as long as this key is."""
+        return hmac.new(self._key, purpose.encode(), hashlib.sha256).digest()
 
     def decrypt(self, token: bytes) -> dict[str, Any]:
         try:

@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from autoloader_processor.reading import source_options
+from autoloader_processor.reading import process_scheme_key, source_access
 from shared.settings import KafkaSettings, PrefectSettings, S3Settings
 from shared.spec import S3Credentials
 from shared.topics import ALL_TOPICS
@@ -101,7 +101,8 @@ def test_spark_reads_json_from_s3a(
     secret = s3_settings.secret_access_key
     assert s3_settings.access_key_id and secret
     keys = S3Credentials(aws_access_key_id=s3_settings.access_key_id, aws_secret_access_key=secret)
-    frame = spark.read.options(**source_options(keys)).json(f"s3a://{bucket}/events/")
+    access = source_access(keys, process_scheme_key())
+    frame = spark.read.options(**access.options).json(access.path(f"s3://{bucket}/events/"))
     rows = sorted((row["id"], row["name"]) for row in frame.collect())
     assert rows == [(i, f"row-{i}") for i in range(5)]
 

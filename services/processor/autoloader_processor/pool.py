@@ -244,7 +244,8 @@ class Processor:
             log.info("batch %s is already in %s as snapshot %s", batch_id, table, landed)
             return self._replayed(tables, table, landed, files)
         sizes = {f.path: f.size for f in files}
-        reader = BatchReader(spark, spec, sizes, self.settings.tenancy.warehouse_bucket)
+        scheme_key = self.cipher.derived_key("filesystem-scheme") if self.cipher else None
+        reader = BatchReader(spark, spec, sizes, self.settings.tenancy.warehouse_bucket, scheme_key)
         try:
             read = reader.read()
             if read.failed and (down := self._outage(spark, table, files)):

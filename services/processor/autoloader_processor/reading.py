@@ -8,20 +8,27 @@ the batch's own path before anything is counted or written; a file Spark names t
 the batch is an error, never a guess. Every file of the batch ends with records read from it,
 an empty-file verdict checked on its own, or the reason it failed.
 
-Every read of a source carries the ingestion's own S3 credentials as read options
-(`source_options`), which Spark merges into the Hadoop configuration of that read only. Hadoop
-caches one FileSystem per scheme, bucket and user, built from the configuration of whoever
-asked first, so the same options turn that cache off for the read: otherwise a read would reuse
-a filesystem holding another ingestion's keys, or stale ones. The service's own keys are set on
-the Spark server for the warehouse bucket alone; a file in that bucket is never read as a
-source. See docs/storage-access.md.
+Every read of a source carries the ingestion's own S3 credentials as read options, which
+Spark merges into the Hadoop configuration of that read only. Hadoop caches one FileSystem per
+scheme, bucket and user, built from the configuration of whoever asked first: a read of
+`s3a://bucket/` would reuse a filesystem holding another ingestion's keys. So each set of
+credentials reaches S3A through a URI scheme of its own (`SourceAccess`), named by a keyed
+digest of those credentials: reads with the same keys share one cached filesystem, and no read
+ever gets a filesystem built with other keys. The service's own keys are set on the Spark
+server for the warehouse bucket alone; a file in that bucket is never read as a source. See
+docs/storage-access.md.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import re
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from itertools import chain
 from posixpath import basename
 from typing import Any
@@ -40,55 +47,65 @@ INGESTED_AT = "_ingested_at"
 SPARK_FILE = "__spark_file"  # Spark's name for the file, until it is mapped back
 GLOB = re.compile(r"([{}\[\]*?\\])")
 S3A = "org.apache.hadoop.fs.s3a."
+S3_SCHEME = re.compile(r"s3a?(-[0-9a-f]+)?://")
 ACCESS_DENIED = re.compile(r"AccessDenied|403 Forbidden|Status Code: 403|InvalidAccessKeyId")
 
 
-def source_options(credentials: S3Credentials | None) -> dict[str, str]:
-    """Hadoop options for reading a source with its own credentials, and nothing else.
+@dataclass(frozen=True)
+class SourceAccess:
+    """How Spark reads the files of one set of source credentials: under a URI scheme of its
+    own, with the read options that carry those credentials."""
+
+    scheme: str
+    options: dict[str, str]
+
+    def path(self, path: str) -> str:
+        """The file as Spark must be given it: under this scheme, glob characters escaped."""
+        if path.startswith(("s3://", "s3a://")):
+            path = f"{self.scheme}://{path.split('://', 1)[1]}"
+        return GLOB.sub(r"\\\1", path)
+
+
+def source_access(credentials: S3Credentials | None, scheme_key: bytes) -> SourceAccess:
+    """Read options with the source's own credentials and nothing else, under a scheme named
+    by their digest keyed with `scheme_key` (the scheme shows in Spark's plans and logs).
 
     Without credentials the read is anonymous (public buckets only): neither the service's
     keys nor the server's default chain (its IAM role) ever read a source. A session token
-    selects S3A's provider for STS credentials. The FileSystem cache is off for the read,
-    see the module's docstring."""
-    options = {
-        "fs.s3a.impl.disable.cache": "true",
-        # An uncached filesystem is never closed. The AWS SDK starts, per S3 client, threads
-        # for request-attempt timeouts that never end (ten threads per file read, measured):
-        # without that timeout none start. The socket timeout still ends a stalled read.
-        "fs.s3a.connection.request.timeout": "0",
-        # Its pools' idle threads end soon after the read, and the filesystem is collected.
-        "fs.s3a.threads.keepalivetime": "5s",
-    }
+    selects S3A's provider for STS credentials."""
     provider = "fs.s3a.aws.credentials.provider"
+    options: dict[str, str]
     if credentials is None:
-        return options | {provider: S3A + "AnonymousAWSCredentialsProvider"}
-    options |= {
-        "fs.s3a.access.key": credentials.aws_access_key_id,
-        "fs.s3a.secret.key": credentials.aws_secret_access_key.get_secret_value(),
-    }
-    if credentials.aws_region:
-        options["fs.s3a.endpoint.region"] = credentials.aws_region
-    if credentials.aws_session_token is None:
-        return options | {provider: S3A + "SimpleAWSCredentialsProvider"}
-    return options | {
-        provider: S3A + "TemporaryAWSCredentialsProvider",
-        "fs.s3a.session.token": credentials.aws_session_token.get_secret_value(),
-    }
+        options = {provider: S3A + "AnonymousAWSCredentialsProvider"}
+    else:
+        options = {
+            "fs.s3a.access.key": credentials.aws_access_key_id,
+            "fs.s3a.secret.key": credentials.aws_secret_access_key.get_secret_value(),
+            provider: S3A + "SimpleAWSCredentialsProvider",
+        }
+        if credentials.aws_region:
+            options["fs.s3a.endpoint.region"] = credentials.aws_region
+        if credentials.aws_session_token is not None:
+            options[provider] = S3A + "TemporaryAWSCredentialsProvider"
+            options["fs.s3a.session.token"] = credentials.aws_session_token.get_secret_value()
+    canonical = json.dumps(options, sort_keys=True).encode()
+    scheme = "s3a-" + hmac.new(scheme_key, canonical, hashlib.sha256).hexdigest()[:20]
+    return SourceAccess(scheme, options | {f"fs.{scheme}.impl": S3A + "S3AFileSystem"})
+
+
+@cache
+def process_scheme_key() -> bytes:
+    """A key of this process's own, for callers without the service's credentials key."""
+    return secrets.token_bytes(32)
 
 
 class BatchIdentityError(RuntimeError):
     """Spark returned rows for a file that is not in the batch."""
 
 
-def spark_path(path: str) -> str:
-    """The file as Spark must be given it: s3a, with glob characters escaped."""
-    path = "s3a://" + path.removeprefix("s3://") if path.startswith("s3://") else path
-    return GLOB.sub(r"\\\1", path)
-
-
 def _identity(path: str) -> str:
     """What a batch path and Spark's name for the same file have in common."""
-    if path.startswith(("s3://", "s3a://")):
+    if S3_SCHEME.match(path):
         return "s3://" + path.split("://", 1)[1]
     return "file://" + path.split(":", 1)[1].lstrip("/")
 
@@ -137,11 +154,13 @@ class BatchReader:
         spec: IngestionSpec,
         sizes: dict[str, int],
         warehouse_bucket: str | None = None,
+        scheme_key: bytes | None = None,
     ):
         self.spark = spark
         self.spec = spec
         self.sizes = sizes  # batch path -> bytes
-        self.options = source_options(spec.source.credentials)
+        self.access = source_access(spec.source.credentials, scheme_key or process_scheme_key())
+        self.options = self.access.options
         self.warehouse_bucket = warehouse_bucket
         self.cached: list[DataFrame] = []
         self.spark_names: dict[str, str] = {}  # batch path -> Spark's name for it
@@ -207,7 +226,7 @@ class BatchReader:
 
     def _frame(self, paths: Sequence[str]) -> DataFrame:
         fmt = self.spec.format
-        targets = [spark_path(p) for p in paths]
+        targets = [self.access.path(p) for p in paths]
         if fmt.type == "json" and not fmt.multiline:
             lines = json_lines.read_lines(self.spark, targets, SPARK_FILE, self.options)
             self.cached.append(lines)
@@ -268,7 +287,7 @@ class BatchReader:
         if self.sizes[path] == 0:
             result.records[path] = 0
             return
-        alone = reader(self.spark, self.spec.format, self.options).load(spark_path(path))
+        alone = reader(self.spark, self.spec.format, self.options).load(self.access.path(path))
         if not alone.inputFiles():
             result.failed[path] = "Spark found no file at this path"
         elif alone.limit(1).count() == 0 or self._blank(path):
@@ -283,7 +302,7 @@ class BatchReader:
         text_reader = self.spark.read.format("text").options(**self.options)
         if self.spec.format.compression == "gzip":
             text_reader = text_reader.option("compression", "gzip")
-        text = text_reader.load(spark_path(path))
+        text = text_reader.load(self.access.path(path))
         return text.where(json_lines.not_blank()).limit(1).count() == 0
 
     def _with_source_file(self, frame: DataFrame, landing: Sequence[str]) -> DataFrame:

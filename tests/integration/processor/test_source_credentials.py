@@ -28,8 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from autoloader_processor import claims
 from autoloader_processor.pool import Processor
-from autoloader_processor.reading import BatchReader, source_options
-from devstack.components.seaweedfs import LANDING_BUCKET, SOURCE_READER_ROLE, SeaweedFS
+from autoloader_processor.reading import BatchReader, process_scheme_key, source_access
+from devstack.components.seaweedfs import SOURCE_READER_ROLE, SeaweedFS
 from devstack.components.spark import SparkConnect
 from devstack.layout import Addresses, Layout, java_home
 from shared.crypto import CredentialCipher, new_key
@@ -266,8 +266,8 @@ def test_a_file_in_the_warehouse_bucket_is_never_read(
 
 
 def sdk_timer_threads() -> int:
-    """The AWS SDK's timer threads in the Spark Connect server: each S3 client that sets a
-    request timeout starts some, and they outlive the client unless it is closed."""
+    """The AWS SDK's timer threads in the Spark Connect server: each S3 client (one per S3A
+    filesystem) that sets a request timeout starts some."""
     pid = SparkConnect(Layout.discover(), Addresses()).pid()
     if pid is None:
         pytest.skip("Spark Connect does not run on this machine")
@@ -277,24 +277,20 @@ def sdk_timer_threads() -> int:
     return sum(1 for line in dump.splitlines() if line.startswith('"sdk-ScheduledExecutor'))
 
 
-def test_uncached_reads_leave_no_threads_behind(spark: Any, s3: S3Client, unique: str) -> None:
-    """Each read has filesystems of its own that nobody closes: they must cost nothing once
-    collected (the SDK's timer threads would stay, ten per file)."""
-    prefix = f"it/threads-{unique}"
-    sizes = {}
-    for n in range(30):
-        s3.put_object(Bucket=LANDING_BUCKET, Key=f"{prefix}/p-{n}.json", Body=b'{"n": 1}')
-        sizes[f"s3://{LANDING_BUCKET}/{prefix}/p-{n}.json"] = 8
-    spec = spec_for(LANDING_BUCKET, None)
-    before = sdk_timer_threads()
+def test_reads_with_the_same_keys_share_one_filesystem(
+    spark: Any, buckets: Callable[[], str], identity: MakeKeys
+) -> None:
+    """Hadoop builds and caches one filesystem per scheme, so per set of keys: a new one per
+    read would cost a new S3 client each time (plan analysis alone took 7 s for 500 files)."""
+    bucket = buckets()
+    keys = identity([f"Read:{bucket}", f"List:{bucket}"])
+    assert read(spark, bucket, keys) == (ROWS, None)
+    after_first = sdk_timer_threads()
 
-    reader = BatchReader(spark, spec, sizes)
-    try:
-        assert reader.read().records == dict.fromkeys(sizes, 1)
-    finally:
-        reader.release()
+    for _ in range(5):
+        assert read(spark, bucket, keys) == (ROWS, None)
 
-    assert sdk_timer_threads() - before < 10
+    assert sdk_timer_threads() == after_first
 
 
 async def test_the_processor_reads_with_the_credentials_stored_for_the_ingestion(
@@ -363,9 +359,11 @@ def test_spark_shows_a_read_without_its_credentials(
     processor's look at a file read alone is one) shows the read's options."""
     bucket, other = buckets(), buckets()
     temporary = temporary_keys(s3_settings, identity([f"List:{other}"]), bucket)
-    options = source_options(S3Credentials.model_validate(temporary.credentials()))
-    path = f"s3a://{bucket}/data/part-0.json"
-    assert spark.read.format("text").options(**options).load(path).count() == ROWS
+    access = source_access(
+        S3Credentials.model_validate(temporary.credentials()), process_scheme_key()
+    )
+    path = access.path(f"s3://{bucket}/data/part-0.json")
+    assert spark.read.format("text").options(**access.options).load(path).count() == ROWS
 
     a = Addresses()
     url = f"http://{a.host}:{a.spark_ui_port}/connect/session/?id={spark.session_id}"
