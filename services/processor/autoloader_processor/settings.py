@@ -43,6 +43,12 @@ class ProcessorSettings(BaseSettings):
         default=5.0, ge=0, description="wait before a batch released for an outage is retried"
     )
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    listing_tasks: int = Field(
+        default=16,
+        ge=1,
+        description="Spark tasks that look up a batch's files before reading them (Spark's "
+        "default is a task per file, which costs more than the lookups)",
+    )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
