@@ -12,8 +12,10 @@ throughput against each peer (peer seconds / Autoloader seconds) and Autoloader'
 seconds from the trigger, as medians: queued (the run row's created_at), flow running
 (started_at), discovered (the latest discovered_at of the run's files), first and last commit
 (when the first and last data snapshot became the table's current one) and run closed
-(finished_at). A round whose table does not hold files x rows rows is an error, never a figure.
-Figures also go to bench-results/throughput-*.json. Needs `make up`.
+(finished_at). Each Autoloader round also shows the processor's resident memory (RSS) when the
+run starts, at its peak and when it ends, sampled every 0.25 s. A round whose table does not
+hold files x rows rows is an error, never a figure. Figures also go to
+bench-results/throughput-*.json. Needs `make up`.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class Measured:
     rows: int
     phases: dict[str, float] = field(default_factory=dict)
     commits: int | None = None
+    memory: dict[str, float] = field(default_factory=dict)  # the processor's RSS, MiB
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class Round:
     error: str | None = None
     phases: dict[str, float] = field(default_factory=dict)
     commits: int | None = None
+    memory: dict[str, float] = field(default_factory=dict)
 
     @property
     def files_per_second(self) -> float | None:
@@ -137,6 +141,7 @@ def judged(column: Column, files: int, number: int, measured: Measured, expected
         error,
         measured.phases,
         measured.commits,
+        measured.memory,
     )
 
 
@@ -199,7 +204,13 @@ def format_round(r: Round, repeat: int) -> str:
     text = f"{head} {r.seconds:7.1f} s {r.files_per_second:8.1f} files/s"
     if r.column == "autoloader":
         text += f"  ({r.commits} commits; {format_phases(r.phases)})"
+    if r.memory:
+        text += f"\n{'':>14}processor RSS {format_memory(r.memory)}"
     return text
+
+
+def format_memory(memory: Mapping[str, float]) -> str:
+    return " -> ".join(f"{name} {memory[name]:.0f}" for name in ("start", "peak", "end")) + " MiB"
 
 
 def format_phases(moments: Mapping[str, float]) -> str:
@@ -447,6 +458,51 @@ def latest_discovery(api: httpx.Client, ingestion_id: str) -> float | None:
             return max(stamps, default=None)
 
 
+def processor_pid() -> int | None:
+    """The local stack's processor, as `make up` started it."""
+    from devstack import proc
+    from devstack.layout import Layout
+
+    return proc.read_pid(Layout.discover(), "processor")
+
+
+def rss_mib(pid: int) -> float | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    kib = next((line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")), None)
+    return int(kib) / 1024 if kib else None
+
+
+@contextmanager
+def sampled_rss(pid: int | None, every: float = 0.25) -> Iterator[dict[str, float]]:
+    """The process's RSS at the start, its peak and at the end of the block (MiB); empty
+    when there is no such process."""
+    found: dict[str, float] = {}
+    start = rss_mib(pid) if pid else None
+    if pid is None or start is None:
+        yield found
+        return
+    samples, stop = [start], threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(every):
+            if (now := rss_mib(pid)) is not None:
+                samples.append(now)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield found
+    finally:
+        stop.set()
+        sampler.join()
+        if (end := rss_mib(pid)) is not None:
+            samples.append(end)
+        found.update(start=start, peak=max(samples), end=samples[-1])
+
+
 def run_to_end(
     api: httpx.Client, ingestion_id: str, timeout: float
 ) -> tuple[float, float, dict[str, Any]]:
@@ -473,11 +529,12 @@ def autoloader(
     ingestion_id = api.post("/api/v1/ingestions", json=body).raise_for_status().json()["id"]
     try:
         wait_synced(api, ingestion_id)
-        triggered, seconds, run = run_to_end(api, ingestion_id, timeout)
+        with sampled_rss(processor_pid()) as memory:
+            triggered, seconds, run = run_to_end(api, ingestion_id, timeout)
         commits = commit_times(spark, table)
         moments = phases(triggered, run, latest_discovery(api, ingestion_id), commits)
         count = commits.count if commits else None
-        return Measured(seconds, count_rows(spark, table), moments, count)
+        return Measured(seconds, count_rows(spark, table), moments, count, memory)
     finally:
         api.delete(f"/api/v1/ingestions/{ingestion_id}")
         spark.sql(f"DROP TABLE IF EXISTS {table} PURGE")

@@ -4,6 +4,7 @@ and the printed summary."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -25,6 +26,7 @@ from benchmarks.throughput import (
     phases,
     ratio,
     rotation,
+    sampled_rss,
     summarize,
 )
 
@@ -199,3 +201,28 @@ def test_figures_are_json_with_every_round_and_the_ratios() -> None:
     assert len(document["rounds"]) == 3
     assert document["parameters"]["batch_size_is_default"] is True
     assert document["sizes"][0]["vs_stream"] == pytest.approx(1.5)
+
+
+def test_the_rss_of_a_live_process_is_sampled_until_the_block_ends() -> None:
+    with sampled_rss(os.getpid(), every=0.01) as memory:
+        ballast = bytearray(64 * 1024 * 1024)  # touched: resident
+        ballast[::4096] = b"x" * len(ballast[::4096])
+        assert memory == {}  # filled in when the block ends
+    del ballast
+
+    assert set(memory) == {"start", "peak", "end"}
+    assert memory["peak"] >= memory["start"] + 60
+
+
+def test_no_process_no_memory_figure() -> None:
+    with sampled_rss(None) as memory:
+        pass
+    with sampled_rss(2**22 + 12345) as gone:  # above Linux's largest pid
+        pass
+    assert memory == {} and gone == {}
+
+
+def test_an_autoloader_round_shows_the_processor_memory() -> None:
+    memory = {"start": 301.4, "peak": 352.6, "end": 310.0}
+    text = format_round(a_round("autoloader", 20.0, commits=4, memory=memory), 3)
+    assert text.splitlines()[1].strip() == "processor RSS start 301 -> peak 353 -> end 310 MiB"
