@@ -10,6 +10,7 @@ from pathlib import Path
 
 from shared import backfill_cli, commands_cli, tenants_cli
 from shared.kafka_admin import ensure_topics
+from shared.local_stack import load_stack_env
 from shared.settings import KafkaSettings
 from shared.topics import ALL_TOPICS, DAY_MS, SEAWEEDFS_FILER, Topic
 
@@ -40,6 +41,7 @@ def _db(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    load_stack_env()
     parser = argparse.ArgumentParser(prog="autoloader", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     topics = commands.add_parser("topics", help="Kafka topics of shared/topics.py")

@@ -46,8 +46,8 @@ def invalid_settings(prog: str, error: ValidationError) -> str:
         where = ".".join(str(part) for part in problem["loc"])
         lines.append(f"  {error.title}{'.' + where if where else ''}: {message}")
     lines.append(
-        "Set the AUTOLOADER_* environment variables (docs/configuration.md; `make env` prints "
-        "the local stack's)."
+        "Set the AUTOLOADER_* environment variables (docs/configuration.md). For the local "
+        'stack, run `make up` in the checkout, or `eval "$(make env)"` in this shell.'
     )
     return "\n".join(lines)
 

@@ -40,8 +40,7 @@ S3_KEY_VARIABLES = {"AUTOLOADER_S3_ACCESS_KEY_ID", "AUTOLOADER_S3_SECRET_ACCESS_
 # Secrets only one workload gets.
 OWN_SECRET_VARIABLES = {"scheduler-sync": {"AUTOLOADER_COMMANDS_SIGNING_SECRET"}}
 INSTALL_HELM = (
-    "helm is not installed: run `go install helm.sh/helm/v3/cmd/helm@v3.16.4` and put "
-    "$(go env GOPATH)/bin on PATH, or set HELM to the binary's path"
+    "helm is not installed: run `make helm` (it needs Go), or set HELM to a helm binary's path"
 )
 
 
@@ -183,6 +182,9 @@ EVERYTHING_ON = {
         "keys": {"s3AccessKeyId": "s3-access-key-id", "s3SecretAccessKey": "s3-secret-access-key"}
     },
     "discoveryWorker": {"limit": 4, "queryIntervalSeconds": 0.5},
+    # A fixed number of processors, and a budget in percent.
+    "processor": {"replicas": 3, "autoscaling": {"enabled": False}},
+    "api": {"podDisruptionBudget": {"enabled": True, "maxUnavailable": "50%"}},
     "serviceMonitor": {"enabled": True},
     "ingress": {"enabled": True, "className": "nginx"},
 }
@@ -198,8 +200,9 @@ def rendered(
     renders: dict[str, list[dict[str, Any]]] = {}
     for name, extra in (("defaults", []), ("everything-on", ["--values", str(overrides)])):
         _run(helm, "lint", "--strict", str(CHART), *extra)
-        # Builds of helm from `go install` default to Kubernetes 1.20, below the chart's minimum.
-        output = _run(helm, "template", "rel", str(CHART), "--kube-version", "1.30.0", *extra)
+        # No --kube-version: the chart renders with helm's own default (`make helm` builds helm
+        # with its release binaries' default, Kubernetes 1.31).
+        output = _run(helm, "template", "rel", str(CHART), *extra)
         renders[name] = [doc for doc in yaml.safe_load_all(output) if doc]
     return renders
 
@@ -321,3 +324,38 @@ def test_optional_parts_render_only_when_enabled(
         "4",
         "--with-healthcheck",
     ]
+
+
+def test_processors_and_workers_scale_on_cpu_and_every_workload_has_a_disruption_budget(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    defaults = rendered["defaults"]
+    scalers = _of_kind(defaults, "HorizontalPodAutoscaler")
+    assert set(scalers) == {"processor", "discovery-worker"}
+    deployments = _of_kind(defaults, "Deployment")
+    for component, scaler in scalers.items():
+        spec = scaler["spec"]
+        assert spec["scaleTargetRef"] == {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": deployments[component]["metadata"]["name"],
+        }
+        assert 1 <= spec["minReplicas"] <= spec["maxReplicas"], component
+        (metric,) = spec["metrics"]
+        assert metric["resource"]["name"] == "cpu", component
+        assert "replicas" not in deployments[component]["spec"], f"{component}: the HPA owns it"
+    assert (
+        scalers["discovery-worker"]["spec"]["minReplicas"],
+        scalers["discovery-worker"]["spec"]["maxReplicas"],
+    ) == (3, 5)
+
+    budgets = _of_kind(defaults, "PodDisruptionBudget")
+    assert set(budgets) == WORKLOADS
+    for component, budget in budgets.items():
+        selector = deployments[component]["spec"]["selector"]["matchLabels"]
+        assert budget["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
+
+    everything_on = rendered["everything-on"]
+    assert set(_of_kind(everything_on, "HorizontalPodAutoscaler")) == {"discovery-worker"}
+    assert _of_kind(everything_on, "Deployment")["processor"]["spec"]["replicas"] == 3
+    assert _of_kind(everything_on, "PodDisruptionBudget")["api"]["spec"]["maxUnavailable"] == "50%"

@@ -18,6 +18,7 @@ from autoloader_api.container import Container
 from autoloader_api.settings import ApiSettings
 from shared.crypto import new_key
 from shared.db import create_engine, session_factory
+from shared.local_stack import load_stack_env
 from shared.logs import configure_logging
 from shared.preflight import Check, checks_for, print_results, run_checks
 from shared.service import invalid_settings
@@ -118,6 +119,7 @@ def _settings() -> ApiSettings | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    load_stack_env()
     args = _parser().parse_args(argv)
     if args.command == "keys" and args.keys_command == "generate-encryption-key":
         print(new_key())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from autoloader_discovery.consumer import broker_factory
 from autoloader_discovery.settings import DiscoverySettings
+from shared.local_stack import load_stack_env
 from shared.preflight import Check, checks_for
 from shared.service import run_or_check, serve
 
@@ -24,6 +25,7 @@ async def _run(settings: DiscoverySettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    load_stack_env()
     return run_or_check(
         "autoloader-discovery", __doc__, DiscoverySettings, dependency_checks, _run, argv
     )

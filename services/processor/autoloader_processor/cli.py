@@ -11,6 +11,7 @@ import asyncio
 
 from autoloader_processor.consumer import broker_factory
 from autoloader_processor.settings import ProcessorSettings
+from shared.local_stack import load_stack_env
 from shared.periodic import every
 from shared.preflight import Check, checks_for
 from shared.service import run_or_check, serve
@@ -30,6 +31,7 @@ async def _run(settings: ProcessorSettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    load_stack_env()
     return run_or_check(
         "autoloader-processor", __doc__, ProcessorSettings, dependency_checks, _run, argv
     )

@@ -21,6 +21,7 @@ from autoloader_sync.handler import EventHandler
 from autoloader_sync.reconcile import periodic_reconcile, rebuild, reconcile
 from autoloader_sync.settings import SyncSettings
 from autoloader_sync.watchdog import Watchdog, periodic_watchdog
+from shared.local_stack import load_stack_env
 from shared.logs import configure_logging
 from shared.preflight import (
     Check,
@@ -73,6 +74,7 @@ async def _rebuild(settings: SyncSettings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    load_stack_env()
     parser = argparse.ArgumentParser(
         prog="autoloader-sync", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )

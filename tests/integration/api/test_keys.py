@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from autoloader_api.app import create_app
 from autoloader_api.auth import create_key, hash_key
 from autoloader_api.settings import ApiSettings, RelaySettings
+from devstack.layout import Addresses
 from shared.uow import UnitOfWork
 from tests.integration.api.conftest import NewTenant
 
@@ -182,3 +183,31 @@ async def test_cli_with_invalid_settings_prints_the_setting_and_exits_2(
     assert result.returncode == 2
     assert result.stderr.startswith("autoloader-api: invalid settings:"), result.stderr
     assert "port" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_keys_create_works_as_the_readme_types_it_in_a_new_shell(stack_env: dict[str, str]) -> None:
+    """`autoloader-api keys create --tenant x` right after `make up`, in a shell that has set
+    nothing: the script finds the checkout's `.local/stack.env`, and the key it prints opens
+    the running stack's API."""
+    shell = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+    tenant = f"it-shell-{uuid.uuid4().hex[:8]}"
+
+    created = subprocess.run(
+        [CLI, "keys", "create", "--tenant", tenant],
+        capture_output=True,
+        text=True,
+        env=shell,
+        cwd="/",
+        timeout=60,
+    )
+
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    a = Addresses()
+    listed = httpx.get(
+        f"http://{a.host}:{a.api_port}/api/v1/ingestions",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    )
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["total"] == 0  # a new tenant's own, empty list

@@ -114,3 +114,21 @@ async def test_a_bad_patch_is_a_422_and_changes_nothing(
     assert response.status_code == 422
     assert ["body", "schedule", "timezone"] in [error["loc"] for error in response.json()["detail"]]
     assert (await client.get(url, headers=headers)).json()["schedule_timezone"] == "UTC"
+
+
+@pytest.mark.parametrize("listing", ["", "/{id}/runs", "/{id}/files"])
+@pytest.mark.parametrize(("name", "value"), [("offset", 2**63), ("offset", -1), ("limit", 501)])
+async def test_a_page_out_of_range_is_a_422(
+    client: httpx.AsyncClient, new_tenant: NewTenant, listing: str, name: str, value: int
+) -> None:
+    """Never a 500: an offset past PostgreSQL's bigint once overflowed the query."""
+    headers = await new_tenant()
+    created = (await client.post("/api/v1/ingestions", json=seed_request(), headers=headers)).json()
+    url = "/api/v1/ingestions" + listing.format(id=created["id"])
+
+    response = await client.get(url, params={name: value}, headers=headers)
+    largest = await client.get(url, params={"offset": 2**63 - 1}, headers=headers)
+
+    assert response.status_code == 422, response.text
+    assert ["query", name] in [error["loc"] for error in response.json()["detail"]]
+    assert largest.status_code == 200 and largest.json()["items"] == [], largest.text

@@ -129,7 +129,9 @@ metadata:
   labels:
     {{- include "autoloader.labels" $labels | nindent 4 }}
 spec:
+  {{- if not (dig "autoscaling" "enabled" false $w) }}
   replicas: {{ $w.replicas }}
+  {{- end }}
   revisionHistoryLimit: 5
   selector:
     matchLabels:
@@ -194,6 +196,60 @@ spec:
       affinity:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+{{- include "autoloader.autoscaler" . }}
+{{- include "autoloader.disruptionBudget" . }}
+{{- end -}}
+
+{{/*
+A HorizontalPodAutoscaler on CPU for the workload's Deployment, when its `autoscaling` is on.
+*/}}
+{{- define "autoloader.autoscaler" -}}
+{{- $labels := dict "root" .root "component" .component -}}
+{{- $scaling := .workload.autoscaling -}}
+{{- if dig "autoscaling" "enabled" false .workload }}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ include "autoloader.componentName" $labels }}
+  labels:
+    {{- include "autoloader.labels" $labels | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ include "autoloader.componentName" $labels }}
+  minReplicas: {{ $scaling.minReplicas }}
+  maxReplicas: {{ $scaling.maxReplicas }}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: {{ $scaling.targetCPUUtilizationPercentage }}
+{{- end }}
+{{- end -}}
+
+{{/*
+A PodDisruptionBudget for the workload's pods, when its `podDisruptionBudget` is on.
+*/}}
+{{- define "autoloader.disruptionBudget" -}}
+{{- $labels := dict "root" .root "component" .component -}}
+{{- if dig "podDisruptionBudget" "enabled" false .workload }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "autoloader.componentName" $labels }}
+  labels:
+    {{- include "autoloader.labels" $labels | nindent 4 }}
+spec:
+  maxUnavailable: {{ .workload.podDisruptionBudget.maxUnavailable }}
+  selector:
+    matchLabels:
+      {{- include "autoloader.selectorLabels" $labels | nindent 6 }}
+{{- end }}
 {{- end -}}
 
 {{/*

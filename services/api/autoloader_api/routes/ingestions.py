@@ -18,7 +18,7 @@ from shared.triggers import NotFound, trigger_run
 router = APIRouter(prefix="/api/v1/ingestions", tags=["ingestions"])
 
 Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=2**63 - 1)]  # PostgreSQL's OFFSET is a bigint
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=IngestionOut)
