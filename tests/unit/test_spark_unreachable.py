@@ -3,6 +3,9 @@ a call that failed while the server was starting would otherwise count against t
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import grpc
 import pytest
 from pyspark.errors.exceptions.connect import (
@@ -10,7 +13,7 @@ from pyspark.errors.exceptions.connect import (
     SparkConnectGrpcException,
 )
 
-from autoloader_processor.engine import spark_unreachable
+from autoloader_processor.engine import SparkSlots, catalog_failed, spark_unreachable
 
 pytestmark = pytest.mark.unit
 
@@ -47,3 +50,36 @@ def test_an_error_about_the_data_is_not_an_outage() -> None:
     )
     assert spark_unreachable(schema) is None
     assert spark_unreachable(ValueError("malformed record")) is None
+
+
+def test_a_failed_call_to_the_catalogs_database_is_an_outage() -> None:
+    """Seen while PostgreSQL restarted under a batch: the database was back before the probe."""
+    error = SparkConnectGrpcException(
+        message="(org.apache.iceberg.jdbc.UncheckedSQLException) Failed to get table "
+        "default.chaos_9f7bd7d538 from catalog spark_catalog",
+        grpc_status_code=grpc.StatusCode.INTERNAL,
+    )
+    reason = catalog_failed(error)
+    assert reason is not None and "Failed to get table" in reason
+    assert catalog_failed(ValueError("malformed record")) is None
+
+
+async def test_a_session_that_cannot_be_built_gives_its_slot_back() -> None:
+    """Otherwise every failed build while Spark Connect is away loses a slot for good, and
+    the processor waits for a free session forever."""
+    attempts: list[int] = []
+
+    def build() -> Any:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionError("Spark Connect is away")
+        return object()
+
+    slots = SparkSlots(build, size=1)
+    with pytest.raises(ConnectionError):
+        async with slots.session():
+            pass
+    async with asyncio.timeout(5):
+        async with slots.session() as slot:
+            assert slot.spark is not None
+    assert len(attempts) == 2

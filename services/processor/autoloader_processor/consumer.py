@@ -27,7 +27,6 @@ FILES_DISCOVERED = TypeAdapter(FilesDiscovered)
 # gRPC shares connections between channels to one address, and backs off reconnecting up to
 # two minutes after an outage: a session built once Spark Connect is back would still fail for
 # that long. Each session connects on its own, and retries a lost connection within seconds.
-LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
 SPARK_CHANNEL = [
     ("grpc.use_local_subchannel_pool", 1),
     ("grpc.initial_reconnect_backoff_ms", 250),
@@ -50,9 +49,6 @@ def build_processor(settings: ProcessorSettings, dead_letters: DeadLetters) -> P
         # Fail within seconds while the server is away, instead of the client's own ten
         # minutes of retries: the pool releases the batch and the sweep retries it.
         session.client.set_retry_policies([DefaultPolicy(max_retries=4, max_backoff=2000)])
-        # A batch names its files, and Spark looks each one up before reading (a HEAD per
-        # file): in a few tasks, not one per file (500 files: 1 s instead of 3 s).
-        session.conf.set(LISTING_PARALLELISM, str(settings.listing_tasks))
         return cast(SparkSession, session)  # the Connect session behind the classic API
 
     async def dead_letter(event: FileFailed) -> None:

@@ -47,7 +47,11 @@ class SparkSlots:
     async def session(self) -> AsyncIterator[SlotSession]:
         spark = await self._free.get()
         if spark is None:
-            spark = await asyncio.to_thread(self.build)
+            try:
+                spark = await asyncio.to_thread(self.build)
+            except BaseException:
+                self._free.put_nowait(None)  # the slot stays, to be built again
+                raise
         slot = SlotSession(spark)
         try:
             yield slot
@@ -84,6 +88,10 @@ _GONE_MARKERS = (
 )
 
 
+# The JDBC catalog's wrapper of a failed SQL call to its database.
+_CATALOG_DATABASE = "org.apache.iceberg.jdbc.UncheckedSQLException"
+
+
 def spark_unreachable(error: BaseException) -> str | None:
     """Why `error` says Spark Connect was out when the call was made, or None if it does not.
 
@@ -96,6 +104,16 @@ def spark_unreachable(error: BaseException) -> str | None:
     text = str(error)
     if marker := next((m for m in _GONE_MARKERS if m in text), None):
         return f"Spark Connect went away ({marker}): {first_line(error)}"
+    return None
+
+
+def catalog_failed(error: BaseException) -> str | None:
+    """Why `error` says the Iceberg catalog's own database failed the call, or None.
+
+    Never a file's fault, and like Spark's restarts not for a probe to judge afterwards: the
+    database may be back by the time it is asked (a PostgreSQL restart)."""
+    if _CATALOG_DATABASE in str(error):
+        return f"the Iceberg catalog's database failed: {first_line(error)}"
     return None
 
 

@@ -33,12 +33,13 @@ from autoloader_processor.claims import Claim, ClaimedFile
 from autoloader_processor.engine import (
     SparkSlots,
     buckets_of,
+    catalog_failed,
     first_line,
     outage,
     spark_unreachable,
 )
 from autoloader_processor.iceberg import IcebergTables
-from autoloader_processor.reading import BatchReader
+from autoloader_processor.reading import LISTING_TASKS, BatchReader
 from autoloader_processor.settings import ProcessorSettings
 from shared import errors
 from shared.crypto import CredentialCipher
@@ -244,6 +245,8 @@ class Processor:
             log.info("batch %s is already in %s as snapshot %s", batch_id, table, landed)
             return self._replayed(tables, table, landed, files)
         sizes = {f.path: f.size for f in files}
+        # Per batch, not when the session is built: building one must not need the server.
+        spark.conf.set(LISTING_TASKS, str(self.settings.listing_tasks))
         scheme_key = self.cipher.derived_key("filesystem-scheme") if self.cipher else None
         reader = BatchReader(spark, spec, sizes, self.settings.tenancy.warehouse_bucket, scheme_key)
         try:
@@ -284,7 +287,9 @@ class Processor:
         down = (
             str(error)
             if isinstance(error, Outage)
-            else spark_unreachable(error) or self._outage(spark, table, files)
+            else spark_unreachable(error)
+            or catalog_failed(error)
+            or self._outage(spark, table, files)
         )
         if down:
             OUTAGES.inc()

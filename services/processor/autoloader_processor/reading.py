@@ -47,6 +47,10 @@ INGESTED_AT = "_ingested_at"
 SPARK_FILE = "__spark_file"  # Spark's name for the file, until it is mapped back
 GLOB = re.compile(r"([{}\[\]*?\\])")
 S3A = "org.apache.hadoop.fs.s3a."
+# A batch names its files, and Spark looks each one up before reading (a HEAD per file), above
+# 32 paths in a job of this many tasks: Spark's default, a task per file, costs more than the
+# lookups (500 files: 3 s, against 1 s in 16 tasks).
+LISTING_TASKS = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
 S3_SCHEME = re.compile(r"s3a?(-[0-9a-f]+)?://")
 ACCESS_DENIED = re.compile(r"AccessDenied|403 Forbidden|Status Code: 403|InvalidAccessKeyId")
 
