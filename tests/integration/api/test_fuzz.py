@@ -75,7 +75,7 @@ def _wait_live(url: str, server: subprocess.Popen[bytes]) -> None:
 
 
 async def test_no_generated_request_gets_a_server_error(
-    api_server: str, new_tenant: NewTenant
+    api_server: str, new_tenant: NewTenant, tmp_path: Path
 ) -> None:
     schemathesis = shutil.which("schemathesis", path=str(BIN))
     assert schemathesis, "schemathesis is a dev dependency: `make venv` installs it"
@@ -97,7 +97,13 @@ async def test_no_generated_request_gets_a_server_error(
     ]
 
     result = await asyncio.to_thread(
-        subprocess.run, command, capture_output=True, text=True, timeout=600
+        # In a scratch directory: schemathesis keeps a cache (.schemathesis/) where it runs.
+        subprocess.run,
+        command,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
     )
 
     report = result.stdout[-8000:] + result.stderr[-2000:]
