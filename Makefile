@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PIP_CACHE_DIR ?= $(HOME)/.cache/autoloader/pip
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up down status env test test-unit lint typecheck check asyncapi clean helm bench bench-latency bench-discovery chaos
+.PHONY: help venv up down status env test test-unit lint typecheck check asyncapi clean helm promtool bench bench-latency bench-discovery chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -36,8 +36,8 @@ status: $(STAMP) ## show each component's health
 env: $(STAMP) ## print the environment that points clients at the stack
 	@$(PY) -m devstack env
 
-test: check up helm ## lint, type-check, start the stack if needed, then run every test
-	@set -a && source .local/stack.env && set +a && HELM=$(HELM) $(PY) -m pytest $(PYTEST_ARGS)
+test: check up helm promtool ## lint, type-check, start the stack if needed, then run every test
+	@set -a && source .local/stack.env && set +a && HELM=$(HELM) PROMTOOL=$(PROMTOOL) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## only the tests that need no running component
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
@@ -65,6 +65,18 @@ $(HELM):
 	  GOPATH=$(GO_CACHE) GOBIN=$(dir $(HELM)) GOFLAGS=-modcacherw \
 	    go install -ldflags "$(HELM_KUBE)" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); \
 	else echo "go is missing: the chart tests that need helm will skip"; fi
+
+# promtool checks the shipped alert rules; Prometheus's Go module versions its 3.x releases as
+# v0.3xx. The build takes several minutes the first time, then comes from the cache.
+PROMTOOL_VERSION := v0.316.0
+PROMTOOL := $(GO_CACHE)/promtool-$(PROMTOOL_VERSION)/promtool
+promtool: $(PROMTOOL)
+$(PROMTOOL):
+	@if command -v go >/dev/null; then \
+	  echo "building promtool $(PROMTOOL_VERSION) into $(dir $(PROMTOOL)) (first time only, several minutes)"; \
+	  GOPATH=$(GO_CACHE) GOBIN=$(dir $(PROMTOOL)) GOFLAGS=-modcacherw \
+	    go install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION); \
+	else echo "go is missing: the promtool check of the alert rules will skip"; fi
 
 bench: up ## Autoloader against one Spark batch and Spark's file stream, 2,000 and 20,000 files
 	@set -a && source .local/stack.env && set +a && $(PY) -m benchmarks.throughput $(BENCH_ARGS)

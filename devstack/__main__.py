@@ -53,7 +53,7 @@ def up(stack: list[Step], layout: Layout, addresses: Addresses) -> None:
         started = component.ensure_up()
         verb = "started" if started else "already up"
         took = time.monotonic() - t0
-        print(f"  {component.name:<15} {verb:<11} {component.address:<40} {took:6.1f}s")
+        print(f"  {component.name:<15} {verb:<11} {component.address:<52} {took:6.1f}s")
     write_env_file(layout, addresses)
     print(f"stack up in {time.monotonic() - began:.1f}s; addresses in {layout.env_file}")
 
@@ -83,7 +83,7 @@ def status(stack: list[Step]) -> int:
         unhealthy += not healthy
         pid = component.pid()
         state = "healthy" if healthy else "DOWN"
-        print(f"  {component.name:<15} {state:<8} {component.address:<40} pid {pid or '-'}")
+        print(f"  {component.name:<15} {state:<8} {component.address:<52} pid {pid or '-'}")
     return 1 if unhealthy else 0
 
 

@@ -49,6 +49,9 @@ class Addresses:
     seaweed_volume_port: int = 8080
     seaweed_filer_port: int = 8888
     api_port: int = 8000
+    sync_metrics_port: int = 9401
+    discovery_metrics_port: int = 9402
+    processor_metrics_port: int = 9403
 
     def ports(self) -> list[int]:
         return [
@@ -63,6 +66,9 @@ class Addresses:
             self.seaweed_volume_port,
             self.seaweed_filer_port,
             self.api_port,
+            self.sync_metrics_port,
+            self.discovery_metrics_port,
+            self.processor_metrics_port,
         ]
 
     @property

@@ -1,4 +1,5 @@
-"""`autoloader`: operator commands shared by every deployment (topics, database, backfill)."""
+"""`autoloader`: operator commands shared by every deployment (topics, database, backfill,
+status)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared import backfill_cli, commands_cli, tenants_cli
+from shared import backfill_cli, commands_cli, status_cli, tenants_cli
 from shared.kafka_admin import ensure_topics
 from shared.local_stack import load_stack_env
 from shared.settings import KafkaSettings
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     db.add_argument("--config", default="alembic.ini", help="path to alembic.ini")
     db.set_defaults(handler=_db)
     backfill_cli.add_parser(commands)
+    status_cli.add_parser(commands)
     tenants_cli.add_parser(commands)
     commands_cli.add_parser(commands)
     args = parser.parse_args(argv)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
+from prometheus_client import Counter
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from shared.topics import DLQ
@@ -51,6 +52,13 @@ def batch_of(bodies: Sequence[bytes], message: StreamMessage[Any]) -> list[Recei
     return [Received(body, record.key) for body, record in zip(bodies, records, strict=True)]
 
 
+DEAD_LETTERS = Counter(
+    "autoloader_dead_letters_total",
+    "Messages (and files failed for good) sent to the DLQ, by consumer group and source topic",
+    ["consumer", "source_topic"],
+)
+
+
 @dataclass(frozen=True)
 class DeadLetters:
     """Sends one consumer's rejects to the DLQ."""
@@ -61,6 +69,7 @@ class DeadLetters:
 
     async def send(self, raw: bytes, key: bytes | None, reason: str) -> None:
         log.error("dead-lettering a message of %s: %s", self.source_topic, reason[:500])
+        DEAD_LETTERS.labels(self.consumer, self.source_topic).inc()
         await self.broker.publish(
             raw,
             topic=DLQ.name,

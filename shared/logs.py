@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from datetime import UTC, datetime
+from types import TracebackType
 
 CONTEXT_FIELDS = ("ingestion_id", "run_id", "batch_id", "event_type", "tenant_id")
 
@@ -36,3 +38,16 @@ def configure_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(
+    kind: type[BaseException], error: BaseException, traceback: TracebackType | None
+) -> None:
+    """An exception that ends the process is a JSON line too, not a bare traceback."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, traceback)
+        return
+    logging.getLogger("autoloader").critical(
+        "the process stopped: %s: %s", kind.__name__, error, exc_info=(kind, error, traceback)
+    )

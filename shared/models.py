@@ -146,6 +146,10 @@ class Ingestion(Base):
     sync_status: Mapped[str] = mapped_column(String(16), default=SyncStatus.PENDING)
     sync_error: Mapped[str | None] = mapped_column(Text)
     last_synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The processor's last commit into Iceberg for this ingestion (ingestion status).
+    last_commit_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_snapshot_id: Mapped[int | None] = mapped_column(BigInteger)
+    last_commit_table: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()

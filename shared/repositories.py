@@ -191,6 +191,12 @@ class OutboxRepository:
             )
         )
 
+    async def unsent_count(self) -> int:
+        count = await self.session.scalar(
+            select(func.count()).select_from(OutboxEvent).where(OutboxEvent.sent_at.is_(None))
+        )
+        return int(count or 0)
+
     async def oldest_unsent_age_seconds(self) -> float | None:
         oldest = await self.session.scalar(
             select(func.extract("epoch", func.now() - func.min(OutboxEvent.created_at))).where(

@@ -14,27 +14,32 @@ from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
 from shared.logs import configure_logging
+from shared.metrics import serve_metrics
 from shared.preflight import Check, print_results, run_checks
 
 S = TypeVar("S")
 Background = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
-async def serve(broker: KafkaBroker, background: Background | None = None) -> None:
-    """Consume until SIGINT or SIGTERM, with an optional background task that ends when the
-    event it is given is set; then stop cleanly, leaving the consumer groups."""
+async def serve(
+    broker: KafkaBroker, *background: Background, metrics: tuple[str, int] = ("", 0)
+) -> None:
+    """Consume until SIGINT or SIGTERM, with background tasks that end when the event they
+    are given is set, and the process's metrics served at ``metrics`` (host, port; port 0
+    serves none); then stop cleanly, leaving the consumer groups."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    stop_metrics = serve_metrics(*metrics)
     await broker.start()
-    task = asyncio.create_task(background(stop)) if background else None
+    tasks = [asyncio.create_task(task(stop)) for task in background]
     try:
         await stop.wait()
     finally:
-        if task is not None:
-            await task
+        await asyncio.gather(*tasks)
         await broker.stop()
+        stop_metrics()
 
 
 def invalid_settings(prog: str, error: ValidationError) -> str:

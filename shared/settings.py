@@ -13,7 +13,7 @@ import os
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.crypto import CredentialCipher
@@ -39,6 +39,16 @@ def environment() -> Environment:
         if value == known:
             return known
     raise ValueError(f"AUTOLOADER_ENV must be one of {', '.join(ENVIRONMENTS)}, not {value!r}")
+
+
+def metrics_port(default: int) -> Any:
+    """The `metrics_port` field of a consumer service's settings (shared.metrics serves it)."""
+    return Field(
+        default=default,
+        ge=0,
+        le=65535,
+        description="port of the service's Prometheus /metrics; 0 turns it off",
+    )
 
 
 def _refuse(problems: list[str]) -> None:

@@ -44,13 +44,17 @@ class Api(ProjectService):
     start_timeout = 60.0
 
     @property
-    def address(self) -> str:
+    def url(self) -> str:
         return f"http://{self.addresses.host}:{self.addresses.api_port}"
+
+    @property
+    def address(self) -> str:
+        return f"{self.url}, {self.url}/metrics"
 
     def healthy(self) -> bool:
         try:
             # Ready, like a Kubernetes readiness probe: serving, and its database answers.
-            with urllib.request.urlopen(f"{self.address}/readyz", timeout=15) as response:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=15) as response:
                 return bool(json.loads(response.read())["status"] == "ready")
         except (OSError, urllib.error.URLError, ValueError, KeyError):
             return False
@@ -64,14 +68,28 @@ class Api(ProjectService):
 
 
 class ConsumerService(ProjectService):
-    """A Kafka consumer of the project's: healthy once its consumer group has a member."""
+    """A Kafka consumer of the project's: healthy once its consumer group has a member. It
+    serves its metrics on a port of its own (AUTOLOADER_<SERVICE>_METRICS_PORT)."""
 
     group: str
+    env_prefix: str  # of the service's settings
     start_timeout = 90.0
 
     @property
+    def metrics_port(self) -> int:
+        raise NotImplementedError
+
+    @property
     def address(self) -> str:
-        return f"consumer group '{self.group}'"
+        metrics = f"http://{self.addresses.host}:{self.metrics_port}/metrics"
+        return f"group '{self.group}', {metrics}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **super().env(),
+            f"{self.env_prefix}METRICS_HOST": self.addresses.host,
+            f"{self.env_prefix}METRICS_PORT": str(self.metrics_port),
+        }
 
     def healthy(self) -> bool:
         if self.pid() is None:
@@ -117,7 +135,7 @@ class DevApiKey(Step):
         if not self.path.exists():
             return False
         request = urllib.request.Request(
-            f"{self.api.address}/api/v1/ingestions?limit=1",
+            f"{self.api.url}/api/v1/ingestions?limit=1",
             headers={"Authorization": f"Bearer {self.path.read_text().strip()}"},
         )
         try:
@@ -148,23 +166,37 @@ class DevApiKey(Step):
 
 class SchedulerSync(ConsumerService):
     name = group = "scheduler-sync"
+    env_prefix = "AUTOLOADER_SYNC_"
     argv = ("autoloader-sync", "run")
+
+    @property
+    def metrics_port(self) -> int:
+        return self.addresses.sync_metrics_port
 
 
 class Discovery(ConsumerService):
     """S3 notifications into files; here also SeaweedFS's filer events into notifications."""
 
     name = group = "discovery"
+    env_prefix = "AUTOLOADER_DISCOVERY_"
     argv = ("autoloader-discovery", "run")
+
+    @property
+    def metrics_port(self) -> int:
+        return self.addresses.discovery_metrics_port
 
     def env(self) -> dict[str, str]:
         return {**super().env(), "AUTOLOADER_DISCOVERY_SEAWEEDFS_BRIDGE": "true"}
 
 
 class ProcessorPool(ConsumerService):
-    name = "processor"
-    group = "processor"
+    name = group = "processor"
+    env_prefix = "AUTOLOADER_PROCESSOR_"
     argv = ("autoloader-processor", "run")
+
+    @property
+    def metrics_port(self) -> int:
+        return self.addresses.processor_metrics_port
 
     def env(self) -> dict[str, str]:
         # Short retry back-off and sweep interval, so a development stack shows failures

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -188,6 +189,8 @@ EVERYTHING_ON = {
     "processor": {"replicas": 3, "autoscaling": {"enabled": False}},
     "api": {"podDisruptionBudget": {"enabled": True, "maxUnavailable": "50%"}},
     "serviceMonitor": {"enabled": True},
+    "prometheusRule": {"enabled": True},
+    "grafanaDashboard": {"enabled": True},
     "ingress": {"enabled": True, "className": "nginx"},
 }
 
@@ -308,13 +311,18 @@ def test_optional_parts_render_only_when_enabled(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
     kinds = {name: {obj["kind"] for obj in objects} for name, objects in rendered.items()}
-    assert not kinds["defaults"] & {"Ingress", "ServiceMonitor"}
-    assert kinds["everything-on"] >= {"Ingress", "ServiceMonitor"}
+    optional = {"Ingress", "ServiceMonitor", "PodMonitor", "PrometheusRule"}
+    assert not kinds["defaults"] & optional
+    assert kinds["everything-on"] >= optional
 
     everything_on = rendered["everything-on"]
     (monitor,) = (obj for obj in everything_on if obj["kind"] == "ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
-    (config_map,) = (obj for obj in everything_on if obj["kind"] == "ConfigMap")
+    (config_map,) = (
+        obj
+        for obj in everything_on
+        if obj["kind"] == "ConfigMap" and "AUTOLOADER_ENV" in obj["data"]
+    )
     assert "AUTOLOADER_S3_ENDPOINT_URL" not in config_map["data"]
     for component, deployment in _of_kind(everything_on, "Deployment").items():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -361,3 +369,34 @@ def test_processors_and_workers_scale_on_cpu_and_every_workload_has_a_disruption
     assert set(_of_kind(everything_on, "HorizontalPodAutoscaler")) == {"discovery-worker"}
     assert _of_kind(everything_on, "Deployment")["processor"]["spec"]["replicas"] == 3
     assert _of_kind(everything_on, "PodDisruptionBudget")["api"]["spec"]["maxUnavailable"] == "50%"
+
+
+CONSUMERS = {"scheduler-sync": "SYNC", "s3-events": "DISCOVERY", "processor": "PROCESSOR"}
+
+
+def test_every_service_is_scraped_and_the_alerts_and_the_dashboard_ship(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    everything_on = rendered["everything-on"]
+    deployments = _of_kind(everything_on, "Deployment")
+    for component, service in CONSUMERS.items():
+        (container,) = deployments[component]["spec"]["template"]["spec"]["containers"]
+        env = {variable["name"]: variable.get("value") for variable in container["env"]}
+        assert env[f"AUTOLOADER_{service}_METRICS_HOST"] == "0.0.0.0", component
+        assert env[f"AUTOLOADER_{service}_METRICS_PORT"] == "9400", component
+        assert {"name": "metrics", "containerPort": 9400} in container["ports"], component
+    (pods,) = (obj for obj in everything_on if obj["kind"] == "PodMonitor")
+    (components,) = (
+        match["values"]
+        for match in pods["spec"]["selector"]["matchExpressions"]
+        if match["key"] == "app.kubernetes.io/component"
+    )
+    assert set(components) == set(CONSUMERS)
+    assert pods["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+
+    (rule,) = (obj for obj in everything_on if obj["kind"] == "PrometheusRule")
+    assert rule["spec"] == _load_yaml(CHART / "files" / "prometheus-rules.yaml")
+    (dashboard,) = (obj for obj in everything_on if "autoloader.json" in obj.get("data", {}))
+    shipped = json.loads((CHART / "files" / "grafana-dashboard.json").read_text())
+    assert json.loads(dashboard["data"]["autoloader.json"]) == shipped
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"

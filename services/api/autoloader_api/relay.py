@@ -27,12 +27,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction, UOWTransaction
 
 from autoloader_api.settings import RelaySettings
+from shared.events import RunCompleted
 from shared.models import OutboxEvent
 
 log = logging.getLogger(__name__)
 
 PUBLISHED = Counter("autoloader_outbox_published_total", "Outbox events published to Kafka")
 FAILURES = Counter("autoloader_outbox_publish_failures_total", "Failed outbox publish rounds")
+# Every run ends with a RunCompleted event in the outbox, whichever process ended it (the
+# processor, a flow run, the watchdog): counted here as it is published, once.
+RUNS_COMPLETED = Counter(
+    "autoloader_runs_completed_total", "Runs ended, by status: success, partial, failed", ["status"]
+)
 
 ProducerFactory = Callable[[], Awaitable[AIOKafkaProducer]]
 
@@ -119,14 +125,18 @@ class OutboxRelay:
             ).all()
             ready = publishable(claimed, [(row_id, key) for row_id, key in unsent])
             by_id = {row.id: row for row in claimed}
-            await self._send([by_id[row_id] for row_id in ready])
+            sent = [by_id[row_id] for row_id in ready]
+            await self._send(sent)
             await session.execute(
                 update(OutboxEvent)
                 .where(OutboxEvent.id.in_(ready))
                 .values(sent_at=func.now(), attempts=OutboxEvent.attempts + 1)
             )
-        PUBLISHED.inc(len(ready))
-        return len(ready)
+        PUBLISHED.inc(len(sent))
+        for row in sent:
+            if row.event_type == RunCompleted.model_fields["event_type"].default:
+                RUNS_COMPLETED.labels(row.payload["status"]).inc()
+        return len(sent)
 
     async def _send(self, rows: Sequence[OutboxEvent]) -> None:
         if self._producer is None:

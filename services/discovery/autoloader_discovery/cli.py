@@ -9,9 +9,10 @@ check  check the database, Kafka, Prefect and the S3 store
 
 from __future__ import annotations
 
-from autoloader_discovery.consumer import broker_factory
+from autoloader_discovery.consumer import broker_factory, seaweedfs_group
 from autoloader_discovery.settings import DiscoverySettings
 from shared.local_stack import load_stack_env
+from shared.metrics import LagReporter
 from shared.preflight import Check, checks_for
 from shared.service import run_or_check, serve
 
@@ -21,7 +22,13 @@ def dependency_checks(settings: DiscoverySettings) -> dict[str, Check]:
 
 
 async def _run(settings: DiscoverySettings) -> None:
-    await serve(broker_factory(settings))
+    groups = [settings.group_id]
+    if settings.seaweedfs_bridge:
+        groups.append(seaweedfs_group(settings))
+    lag = LagReporter(settings.kafka.bootstrap_servers, groups)
+    await serve(
+        broker_factory(settings), lag.run, metrics=(settings.metrics_host, settings.metrics_port)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

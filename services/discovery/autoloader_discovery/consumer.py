@@ -282,7 +282,7 @@ def broker_factory(settings: DiscoverySettings) -> KafkaBroker:
     )
     subscribe_notifications(broker, settings, handler.handle_batch)
     if settings.seaweedfs_bridge:
-        group = f"{settings.group_id}-seaweedfs"
+        group = seaweedfs_group(settings)
         bridge = FilerBridge(
             etag_of=etag_reader(s3_client(settings.s3)),
             republish=partial(republish, broker),
@@ -293,6 +293,11 @@ def broker_factory(settings: DiscoverySettings) -> KafkaBroker:
 
 
 Batch = Callable[[Sequence[Received]], Awaitable[Any]]
+
+
+def seaweedfs_group(settings: DiscoverySettings) -> str:
+    """The consumer group of the SeaweedFS bridge."""
+    return f"{settings.group_id}-seaweedfs"
 
 
 def _batch_subscriber(
@@ -324,9 +329,8 @@ def subscribe_notifications(
 
 def subscribe_seaweedfs(broker: KafkaBroker, settings: DiscoverySettings, handle: Batch) -> None:
     """Translate SeaweedFS filer events into S3 notifications on autoloader.s3-events."""
-    group = f"{settings.group_id}-seaweedfs"
 
-    @_batch_subscriber(broker, SEAWEEDFS_FILER.name, group, settings)
+    @_batch_subscriber(broker, SEAWEEDFS_FILER.name, seaweedfs_group(settings), settings)
     async def on_filer_events(bodies: list[bytes], message: KafkaMessage) -> None:
         await handle(batch_of(bodies, message))
 

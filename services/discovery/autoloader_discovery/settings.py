@@ -13,6 +13,7 @@ from shared.settings import (
     PrefectSettings,
     S3Settings,
     TenancySettings,
+    metrics_port,
 )
 
 
@@ -20,6 +21,8 @@ class DiscoverySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUTOLOADER_DISCOVERY_")
 
     group_id: str = "discovery"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = metrics_port(9402)
     notification_join_seconds: float = Field(
         default=10.0, ge=0, description="notified files join an s3_event run this young"
     )

@@ -22,7 +22,7 @@ from datetime import timedelta
 from sqlalchemy import ColumnElement, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.models import FileState, FileStatus
+from shared.models import FileState, FileStatus, Ingestion
 
 
 @dataclass(frozen=True)
@@ -237,6 +237,22 @@ async def mark_succeeded(session: AsyncSession, claim: Claim, records: dict[int,
         {"ids": list(records), "records": list(records.values()), "token": claim.token},
     )
     return len(marked.all())
+
+
+async def record_commit(
+    session: AsyncSession, ingestion_id: uuid.UUID, table: str, snapshot_id: int
+) -> None:
+    """The ingestion's last commit, for its status; `updated_at` stays the spec's."""
+    await session.execute(
+        update(Ingestion)
+        .where(Ingestion.id == ingestion_id)
+        .values(
+            last_commit_at=func.now(),
+            last_snapshot_id=snapshot_id,
+            last_commit_table=table,
+            updated_at=Ingestion.updated_at,
+        )
+    )
 
 
 async def mark_failed(

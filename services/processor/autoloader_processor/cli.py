@@ -12,6 +12,7 @@ import asyncio
 from autoloader_processor.consumer import broker_factory
 from autoloader_processor.settings import ProcessorSettings
 from shared.local_stack import load_stack_env
+from shared.metrics import LagReporter
 from shared.periodic import every
 from shared.preflight import Check, checks_for
 from shared.service import run_or_check, serve
@@ -27,7 +28,8 @@ async def _run(settings: ProcessorSettings) -> None:
     async def sweeping(stop: asyncio.Event) -> None:
         await every(settings.sweep_interval_seconds, stop, processor.sweep, "sweep")
 
-    await serve(broker, sweeping)
+    lag = LagReporter(settings.kafka.bootstrap_servers, [settings.group_id])
+    await serve(broker, sweeping, lag.run, metrics=(settings.metrics_host, settings.metrics_port))
 
 
 def main(argv: list[str] | None = None) -> int:

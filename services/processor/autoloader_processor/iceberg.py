@@ -106,16 +106,18 @@ class IcebergTables:
         ).collect()
         return int(staged[0][0])
 
-    def publish(self, table: str, snapshot_id: int) -> bool:
-        """Cherry-pick the staged snapshot; False if its batch was already published."""
+    def publish(self, table: str, snapshot_id: int) -> int | None:
+        """Cherry-pick the staged snapshot; return the table's snapshot that holds it now (the
+        staged one, or a new one if another commit came first), or None if its batch was
+        already published."""
         catalog, *name = _parts(table)
         name_literal = ".".join(f"`{part}`" for part in name)  # validated identifiers
         try:
-            self.spark.sql(
+            picked = self.spark.sql(
                 f"CALL `{catalog}`.system.cherrypick_snapshot('{name_literal}', {snapshot_id})"
             ).collect()
         except Exception as error:
             if "DuplicateWAPCommitException" in str(error):
-                return False
+                return None
             raise
-        return True
+        return int(picked[0]["current_snapshot_id"])

@@ -51,11 +51,25 @@ from shared.tenancy import Forbidden, check_table, destination_of
 
 log = logging.getLogger(__name__)
 
-FILES_INGESTED = Counter("autoloader_files_ingested_total", "Files landed in Iceberg")
-RECORDS_INGESTED = Counter("autoloader_records_ingested_total", "Records landed in Iceberg")
-FILE_FAILURES = Counter("autoloader_file_failures_total", "Failed file attempts")
+FILES_INGESTED = Counter("autoloader_files_ingested_total", "Files landed in Iceberg", ["tenant"])
+RECORDS_INGESTED = Counter(
+    "autoloader_records_ingested_total", "Records landed in Iceberg", ["tenant"]
+)
+BYTES_INGESTED = Counter("autoloader_bytes_ingested_total", "Bytes of files landed", ["tenant"])
+FILE_FAILURES = Counter(
+    "autoloader_file_failures_total",
+    "Failed file attempts, by reason: unreadable (the file), batch (its batch's write), "
+    "refused (the tenant may not write the table)",
+    ["tenant", "reason"],
+)
 OUTAGES = Counter("autoloader_batch_outages_total", "Batches released for an outage")
+CLAIMS_LOST = Counter("autoloader_claims_lost_total", "Batches not committed: the claim was lost")
 CLAIM_SECONDS = Histogram("autoloader_claim_seconds", "Time to claim a batch")
+BATCH_SECONDS = Histogram(
+    "autoloader_batch_seconds",
+    "Time from a batch's claim to its files' outcome recorded",
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
+)
 
 DeadLetter = Callable[[FileFailed], Awaitable[None]]
 
@@ -71,11 +85,19 @@ class Outage(RuntimeError):
 @dataclass
 class Outcome:
     records: dict[str, int] = field(default_factory=dict)  # landed, by path
+    snapshot: int | None = None  # the table's snapshot that holds the landed records
     failed: dict[str, str] = field(default_factory=dict)  # outside any commit: the reason
     batch_failed: str | None = None  # the whole batch failed; its commit may exist
     unwritten: list[str] = field(default_factory=list)  # not in the batch's landed commit
     outage: str | None = None
     lost: bool = False
+    refused: bool = False  # `failed` holds the tenancy check's refusal, not read failures
+
+    def failure_reason(self) -> str:
+        """The reason class of this outcome's failed files, a label of FILE_FAILURES."""
+        if self.batch_failed is not None:
+            return "batch"
+        return "refused" if self.refused else "unreadable"
 
 
 @dataclass
@@ -106,7 +128,9 @@ class Processor:
         spec = self._with_credentials(ingestion, IngestionSpec.model_validate(ingestion.spec))
         done = 0
         while claim := await self._claim(ingestion, spec):
-            if not await self.process(ingestion, spec, claim):
+            with BATCH_SECONDS.time():
+                healthy = await self.process(ingestion, spec, claim)
+            if not healthy:
                 break  # an outage: the sweep comes back after the backoff
             done += len(claim.files)
         return done
@@ -145,12 +169,13 @@ class Processor:
             for target, files in by_table.items():
                 table = quoted(target) if target else spec.destination.qualified
                 if refused := await self._refused(ingestion, target or destination_of(spec)):
-                    outcome = Outcome(failed=dict.fromkeys((f.path for f in files), refused))
+                    failed = dict.fromkeys((f.path for f in files), refused)
+                    outcome = Outcome(failed=failed, refused=True)
                 else:
                     outcome = await self._land(slot.spark, spec, claim, table, files, hold)
                 if outcome.outage:
                     slot.broken, healthy = True, False
-                await self._record(ingestion, claim, files, outcome)
+                await self._record(ingestion, claim, table, files, outcome)
         return healthy
 
     async def _refused(self, ingestion: Ingestion, qualified: str) -> str | None:
@@ -221,6 +246,7 @@ class Processor:
             )
         except ClaimLost as error:
             log.warning("claim lost, batch not committed: %s", error)
+            CLAIMS_LOST.inc()
             return Outcome(lost=True)
         except Exception as error:
             return await asyncio.to_thread(self._after_failure, spark, table, files, error)
@@ -257,12 +283,14 @@ class Processor:
                 tables.ensure_table(table, read.frame)
                 staged = tables.stage(spec, table, read.frame, batch_id, token)
                 check_held()
-                if not tables.publish(table, staged):
+                snapshot = tables.publish(table, staged)
+                if snapshot is None:
                     log.warning("batch %s was already published by another holder", batch_id)
                     landed = tables.published(table, batch_id)
                     assert landed is not None, "published twice, yet not in the history"
                     return self._replayed(tables, table, landed, files)
-                log.info("batch %s published in %s as snapshot %s", batch_id, table, staged)
+                log.info("batch %s published in %s as snapshot %s", batch_id, table, snapshot)
+                return Outcome(records=read.records, failed=read.failed, snapshot=snapshot)
             return Outcome(records=read.records, failed=read.failed)
         finally:
             reader.release()
@@ -275,7 +303,8 @@ class Processor:
         it does not hold are given back for a fresh attempt."""
         counts = tables.records_in_commit(table, snapshot, [f.path for f in files])
         landed = {path: count for path, count in counts.items() if count > 0}
-        return Outcome(records=landed, unwritten=[p for p in counts if p not in landed])
+        unwritten = [p for p in counts if p not in landed]
+        return Outcome(records=landed, unwritten=unwritten, snapshot=snapshot)
 
     def _outage(self, spark: SparkSession, table: str, files: Sequence[ClaimedFile]) -> str | None:
         return outage(spark, table, buckets_of([f.path for f in files]), self.s3)
@@ -314,7 +343,12 @@ class Processor:
         return Outcome(batch_failed=reason)
 
     async def _record(
-        self, ingestion: Ingestion, claim: Claim, files: Sequence[ClaimedFile], outcome: Outcome
+        self,
+        ingestion: Ingestion,
+        claim: Claim,
+        table: str,
+        files: Sequence[ClaimedFile],
+        outcome: Outcome,
     ) -> None:
         if outcome.lost:
             return
@@ -337,8 +371,12 @@ class Processor:
                 dead += await self._fail(session, ingestion, claim, by_path[path], error, outcome)
             for run_id in sorted({f.run_id for f in files if f.run_id is not None}):
                 await complete_run_if_done(session, run_id)
-        FILES_INGESTED.inc(len(outcome.records))
-        RECORDS_INGESTED.inc(sum(outcome.records.values()))
+            if outcome.snapshot is not None and outcome.records:
+                await claims.record_commit(session, ingestion.id, table, outcome.snapshot)
+        tenant = str(ingestion.tenant_id)
+        FILES_INGESTED.labels(tenant).inc(len(outcome.records))
+        RECORDS_INGESTED.labels(tenant).inc(sum(outcome.records.values()))
+        BYTES_INGESTED.labels(tenant).inc(sum(by_path[p].size for p in outcome.records))
         for event in dead:
             await self.dead_letter(event)
 
@@ -351,7 +389,7 @@ class Processor:
         error: str,
         outcome: Outcome,
     ) -> list[FileFailed]:
-        FILE_FAILURES.inc()
+        FILE_FAILURES.labels(str(ingestion.tenant_id), outcome.failure_reason()).inc()
         error = errors.public_file_error(
             error,
             log,

@@ -15,6 +15,7 @@ from shared.settings import (
     S3Settings,
     SparkSettings,
     TenancySettings,
+    metrics_port,
 )
 
 
@@ -26,6 +27,8 @@ class ProcessorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUTOLOADER_PROCESSOR_")
 
     group_id: str = "processor"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = metrics_port(9403)
     pool_size: int = Field(default=2, ge=1, description="batches processed at once")
     worker_id: str = Field(default_factory=_worker_id)
     lease_seconds: int = Field(

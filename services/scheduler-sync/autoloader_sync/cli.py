@@ -16,13 +16,14 @@ import sys
 
 from pydantic import ValidationError
 
-from autoloader_sync.consumer import broker_factory, build_syncer
+from autoloader_sync.consumer import broker_factory, build_syncer, commands_group
 from autoloader_sync.handler import EventHandler
 from autoloader_sync.reconcile import periodic_reconcile, rebuild, reconcile
 from autoloader_sync.settings import SyncSettings
 from autoloader_sync.watchdog import Watchdog, periodic_watchdog
 from shared.local_stack import load_stack_env
 from shared.logs import configure_logging
+from shared.metrics import LagReporter
 from shared.preflight import (
     Check,
     checks_for,
@@ -47,7 +48,15 @@ async def _run(settings: SyncSettings) -> None:
             periodic_watchdog(watchdog, stop),
         )
 
-    await serve(broker_factory(settings, syncer), watching)
+    lag = LagReporter(
+        settings.kafka.bootstrap_servers, [settings.group_id, commands_group(settings)]
+    )
+    await serve(
+        broker_factory(settings, syncer),
+        watching,
+        lag.run,
+        metrics=(settings.metrics_host, settings.metrics_port),
+    )
 
 
 async def _reconcile(settings: SyncSettings, dry_run: bool) -> int:

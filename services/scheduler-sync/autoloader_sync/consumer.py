@@ -60,10 +60,15 @@ def broker_factory(settings: SyncSettings, syncer: Syncer) -> KafkaBroker:
     return broker
 
 
+def commands_group(settings: SyncSettings) -> str:
+    """The consumer group of upstream commands."""
+    return f"{settings.group_id}-commands"
+
+
 def _subscribe_commands(broker: KafkaBroker, settings: SyncSettings, syncer: Syncer) -> None:
     """Upstream commands, signed by their tenants, become runs (and their events), in a
     consumer group of their own."""
-    group = f"{settings.group_id}-commands"
+    group = commands_group(settings)
     commands = CommandHandler(
         syncer.sessions,
         DeadLetters(broker, COMMANDS.name, group),

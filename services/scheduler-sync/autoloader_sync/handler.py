@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 
 APPLIED = Counter("autoloader_sync_events_total", "Ingestion events applied", ["event_type"])
 DEAD_LETTERED = Counter("autoloader_sync_dead_lettered_total", "Events sent to the DLQ")
+SYNC_ERRORS = Counter(
+    "autoloader_sync_errors_total",
+    "Failed attempts to apply an ingestion event to Prefect, by kind: transient (retried "
+    "with backoff) or permanent (the event is dead-lettered)",
+    ["kind"],
+)
 
 DeadLetter = Callable[[bytes, bytes | None, str], Awaitable[None]]
 
@@ -78,9 +84,16 @@ class EventHandler:
             return await self.syncer.trigger(event.ingestion_id, event.run_id)
         return await self.syncer.sync_ingestion(event.ingestion_id)
 
+    async def _counted_apply(self, event: IngestionEvent) -> str:
+        try:
+            return await self.apply(event)
+        except Exception as error:
+            SYNC_ERRORS.labels("transient" if is_transient(error) else "permanent").inc()
+            raise
+
     async def _apply_with_retry(self, event: IngestionEvent) -> str:
         return await consumers.retrying(
-            lambda: self.apply(event),
+            lambda: self._counted_apply(event),
             f"{event.event_type} for ingestion {event.ingestion_id}",
             is_transient,
             self.retry_initial_seconds,

@@ -14,6 +14,7 @@ from shared.settings import (
     FlowRunSettings,
     KafkaSettings,
     PrefectSettings,
+    metrics_port,
 )
 
 
@@ -26,6 +27,8 @@ class SyncSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUTOLOADER_SYNC_")
 
     group_id: str = "scheduler-sync"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = metrics_port(9401)
     retry_initial_seconds: float = 1.0
     retry_max_seconds: float = 60.0
     reconcile_interval_seconds: float = 300.0

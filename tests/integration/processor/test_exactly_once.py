@@ -79,7 +79,7 @@ async def test_overlapping_holders_of_one_batch_land_it_once(
         assert not await claims.renew(session, first, 20)
     assert await processor.process(landing.ingestion, landing.spec, second)
 
-    assert not tables.publish(landing.table, staged)
+    assert tables.publish(landing.table, staged) is None
     async with sessions() as session, session.begin():
         assert await claims.mark_succeeded(session, first, dict.fromkeys(ids, 99)) == 0
     assert table_rows(spark, landing) == (12, 12)
@@ -219,9 +219,8 @@ async def test_files_a_replayed_commit_does_not_hold_are_retried_not_recorded_em
     tables = IcebergTables(spark, set())
     tables.ensure_table(landing.table, read.frame)
     batch_id = taken.files[0].batch_id
-    assert tables.publish(
-        landing.table, tables.stage(landing.spec, landing.table, read.frame, batch_id, "dead")
-    )
+    staged = tables.stage(landing.spec, landing.table, read.frame, batch_id, "dead")
+    assert tables.publish(landing.table, staged) is not None
     await expire_lease(sessions, ids)
 
     assert await processor.process(

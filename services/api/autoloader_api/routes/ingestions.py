@@ -13,6 +13,7 @@ from autoloader_api.routes.runs import run_out
 from autoloader_api.schemas import FileOut, IngestionOut, Page, RunAccepted, RunOut
 from shared.models import FileStatus, IngestionStatus, RunTrigger
 from shared.spec import BackfillSpec, IngestionSpec
+from shared.status import IngestionStatusReport, ingestion_status
 from shared.triggers import NotFound, trigger_run
 
 router = APIRouter(prefix="/api/v1/ingestions", tags=["ingestions"])
@@ -177,3 +178,15 @@ async def list_files(
     rows, total = await uow.files.list(ingestion_id, status=status, limit=limit, offset=offset)
     items = [FileOut.model_validate(row) for row in rows]
     return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{ingestion_id}/status", response_model=IngestionStatusReport)
+async def get_status(
+    ingestion_id: uuid.UUID, tenant: TenantDep, uow: UowDep
+) -> IngestionStatusReport:
+    """The backlog (pending and claimed files and bytes, the oldest pending file), the last
+    commit, the last error, the current run's progress and the sync with Prefect."""
+    ingestion = await uow.ingestions.get(tenant.id, ingestion_id)
+    if ingestion is None:
+        raise NotFound(f"ingestion {ingestion_id} not found")
+    return await ingestion_status(uow.session, ingestion)

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from autoloader_api.deps import ContainerDep
 from shared.preflight import OK, database_status
+from shared.status import all_backlogs
 from shared.uow import UnitOfWork
 
 router = APIRouter(tags=["operations"])
@@ -23,6 +24,17 @@ READY_TIMEOUT_SECONDS = 3.0
 OUTBOX_AGE = Gauge(
     "autoloader_outbox_oldest_unsent_seconds", "Age of the oldest outbox row not yet on Kafka"
 )
+OUTBOX_BACKLOG = Gauge("autoloader_outbox_unsent", "Outbox rows not yet on Kafka")
+INGESTION = ["tenant", "ingestion"]
+PENDING_FILES = Gauge("autoloader_pending_files", "Files waiting to be claimed", INGESTION)
+PENDING_BYTES = Gauge("autoloader_pending_bytes", "Bytes of the files waiting", INGESTION)
+CLAIMED_FILES = Gauge("autoloader_claimed_files", "Files claimed by a processor", INGESTION)
+OLDEST_PENDING = Gauge(
+    "autoloader_oldest_pending_file_age_seconds",
+    "Age of the ingestion's oldest waiting file (0 when none waits)",
+    INGESTION,
+)
+BACKLOG_GAUGES = (PENDING_FILES, PENDING_BYTES, CLAIMED_FILES, OLDEST_PENDING)
 
 
 @router.get("/livez")
@@ -50,6 +62,18 @@ async def readyz(container: ContainerDep) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(container: ContainerDep) -> Response:
+    """The process's metrics, with the database's state read at each scrape: the outbox and
+    every live ingestion's backlog (a deleted ingestion's series go away)."""
     async with UnitOfWork(container.sessions) as uow:
         OUTBOX_AGE.set(await uow.outbox.oldest_unsent_age_seconds() or 0)
+        OUTBOX_BACKLOG.set(await uow.outbox.unsent_count())
+        backlogs = await all_backlogs(uow.session)
+    for gauge in BACKLOG_GAUGES:
+        gauge.clear()
+    for backlog in backlogs:
+        labels = (str(backlog.tenant_id), str(backlog.ingestion_id))
+        PENDING_FILES.labels(*labels).set(backlog.pending.files)
+        PENDING_BYTES.labels(*labels).set(backlog.pending.bytes)
+        CLAIMED_FILES.labels(*labels).set(backlog.claimed_files)
+        OLDEST_PENDING.labels(*labels).set(backlog.oldest_pending_age_seconds)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
