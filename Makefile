@@ -15,11 +15,11 @@ help: ## list the targets
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is missing: install Python 3.11"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@mkdir -p .local/logs
-	@echo "installing Python dependencies into $(VENV) (log: .local/logs/pip-install.log)"
-	@$(PY) -m pip install -q --upgrade pip > .local/logs/pip-install.log 2>&1
-	@$(PY) -m pip install -c constraints.txt -e '.[dev]' >> .local/logs/pip-install.log 2>&1 \
-	  || { tail -30 .local/logs/pip-install.log; echo "pip install failed: see .local/logs/pip-install.log"; exit 1; }
+	@mkdir -p .local
+	@echo "installing Python dependencies into $(VENV) (log: .local/pip-install.log)"
+	@$(PY) -m pip install -q --upgrade pip > .local/pip-install.log 2>&1
+	@$(PY) -m pip install -c constraints.txt -e '.[dev]' >> .local/pip-install.log 2>&1 \
+	  || { tail -30 .local/pip-install.log; echo "pip install failed: see .local/pip-install.log"; exit 1; }
 	@touch $@
 
 venv: $(STAMP) ## create .venv with the pinned dependencies

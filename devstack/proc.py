@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from devstack.layout import Layout
+
+JSONLOG = Path(__file__).with_name("jsonlog.py")
 
 
 class StackError(RuntimeError):
@@ -52,18 +56,30 @@ def spawn(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> int:
-    """Start ``argv`` in its own session, logging to .local/logs/NAME.log; return its pid."""
-    log = layout.log(name).open("ab")
-    full_env = {**os.environ, **(env or {})}
-    process = subprocess.Popen(
-        list(argv),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=full_env,
-        cwd=cwd or layout.root,
-        start_new_session=True,
-    )
+    """Start ``argv`` in its own session, its output going to .local/logs/NAME.log as JSON
+    lines (devstack/jsonlog.py copies it there); return its pid."""
+    read, write = os.pipe()
+    try:
+        process = subprocess.Popen(
+            list(argv),
+            stdout=write,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            cwd=cwd or layout.root,
+            start_new_session=True,
+        )
+        # In a session of its own too: it ends when the last holder of the pipe does.
+        subprocess.Popen(
+            [sys.executable, str(JSONLOG), name, str(layout.log(name))],
+            stdin=read,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    finally:
+        os.close(read)
+        os.close(write)
     pid_file(layout, name).write_text(str(process.pid))
     return process.pid
 
@@ -125,6 +141,7 @@ def wait_until(
         if check():
             return
         if pid is not None and not alive(pid):
+            time.sleep(0.5)  # the log's relay writes the process's last lines
             raise StackError(f"{what}: the process exited during start-up. {_tail_hint(log)}")
         time.sleep(0.5)
     raise StackError(f"{what}: not healthy after {timeout:.0f}s. {_tail_hint(log)}")
@@ -134,7 +151,15 @@ def _tail_hint(log: Path | None) -> str:
     if log is None or not log.exists():
         return ""
     lines = log.read_text(errors="replace").splitlines()[-15:]
-    return f"Last lines of {log}:\n" + "\n".join("    " + line for line in lines)
+    return f"Last lines of {log}:\n" + "\n".join("    " + _message(line) for line in lines)
+
+
+def _message(line: str) -> str:
+    """A log line's message: the logs are JSON lines (devstack/jsonlog.py)."""
+    try:
+        return str(json.loads(line)["message"])
+    except (ValueError, KeyError, TypeError):
+        return line
 
 
 def run(argv: Sequence[str], what: str, **kwargs: object) -> subprocess.CompletedProcess[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from shared import backfill_cli, commands_cli, status_cli, tenants_cli
 from shared.kafka_admin import ensure_topics
 from shared.local_stack import load_stack_env
+from shared.service import reporting_unreachable
 from shared.settings import KafkaSettings
 from shared.topics import ALL_TOPICS, DAY_MS, SEAWEEDFS_FILER, Topic
 
@@ -62,4 +63,4 @@ def main(argv: list[str] | None = None) -> int:
     tenants_cli.add_parser(commands)
     commands_cli.add_parser(commands)
     args = parser.parse_args(argv)
-    return int(args.handler(args))
+    return reporting_unreachable(f"autoloader {args.command}", lambda: int(args.handler(args)))

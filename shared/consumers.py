@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
 from prometheus_client import Counter
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
 
 from shared.topics import DLQ
 
@@ -98,14 +98,23 @@ async def retrying(
     initial_seconds: float = 1.0,
     max_seconds: float = 60.0,
 ) -> T:
-    """Await action until it succeeds or fails for a reason that is not transient."""
-    delay = initial_seconds
-    while True:
-        try:
-            return await action()
-        except Exception as error:
-            if not transient(error):
-                raise
-            log.warning("%s: %s: %s; retrying in %.0fs", what, type(error).__name__, error, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_seconds)
+    """Await action until it succeeds or fails for a reason that is not transient, waiting
+    ``initial_seconds`` after the first failure and twice as long after each next one, up to
+    ``max_seconds``."""
+
+    def warn(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning("%s: %s: %s; retrying in %.0fs", what, type(error).__name__, error, wait)
+
+    retryer = AsyncRetrying(
+        retry=retry_if_exception(transient),
+        wait=wait_exponential(multiplier=initial_seconds, max=max_seconds),
+        before_sleep=warn,
+        reraise=True,
+    )
+
+    async def attempt() -> T:  # a coroutine function: tenacity calls others synchronously
+        return await action()
+
+    return await retryer(attempt)

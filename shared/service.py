@@ -10,8 +10,10 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from shared.logs import configure_logging
 from shared.metrics import serve_metrics
@@ -55,6 +57,22 @@ def invalid_settings(prog: str, error: ValidationError) -> str:
         'stack, run `make up` in the checkout, or `eval "$(make env)"` in this shell.'
     )
     return "\n".join(lines)
+
+
+def reporting_unreachable(prog: str, command: Callable[[], int]) -> int:
+    """Run a command line's command; a component it cannot reach ends it with one line that
+    says which error and what to check, not a traceback."""
+    try:
+        return command()
+    except (OSError, DBAPIError, KafkaConnectionError, KafkaTimeoutError) as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(
+            f"{prog}: could not reach a component it needs: {type(error).__name__}: {detail}\n"
+            "  Check its address (AUTOLOADER_DATABASE_URL, AUTOLOADER_KAFKA_BOOTSTRAP_SERVERS, "
+            "docs/configuration.md) and that it is up (`make status` for the local stack).",
+            file=sys.stderr,
+        )
+        return 3
 
 
 def run_or_check(

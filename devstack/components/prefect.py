@@ -31,6 +31,10 @@ class PrefectServer(Component):
             "PREFECT_SERVER_API_PORT": str(a.prefect_port),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_LOGGING_LEVEL": "INFO",
+            # Prefect's own JSON formatter on its console handlers: the server's, the
+            # worker's and every flow run's lines are JSON, like the services'.
+            "PREFECT_LOGGING_HANDLERS_CONSOLE_FORMATTER": "json",
+            "PREFECT_LOGGING_HANDLERS_DEBUG_FORMATTER": "json",
         }
 
     def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:

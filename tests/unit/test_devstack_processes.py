@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -67,3 +68,28 @@ def test_kraft_cluster_id_is_22_characters_of_url_safe_base64() -> None:
         assert set(cluster_id) <= set(
             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
         )
+
+
+def test_a_components_output_is_logged_as_json_lines(layout: Layout) -> None:
+    script = (
+        'echo \'{"level": "INFO", "message": "ours"}\'; '
+        "printf '\\033[32mINFO\\033[0m  coloured\\n\\n'; "
+        "echo 'W1123 18:00:00.000 glog warning'; echo 'plain text'; echo 'x ERROR y' >&2"
+    )
+    pid = proc.spawn(layout, "mixed", ["sh", "-c", script])
+    proc.wait_until(lambda: not proc.alive(pid), "mixed exits", timeout=5)
+    log = layout.log("mixed")
+    proc.wait_until(
+        lambda: log.exists() and len(log.read_text().splitlines()) == 5, "relay", timeout=5
+    )
+
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+
+    assert lines[0] == {"level": "INFO", "message": "ours"}
+    assert [(line["level"], line["message"]) for line in lines[1:]] == [
+        ("INFO", "INFO  coloured"),
+        ("WARNING", "W1123 18:00:00.000 glog warning"),
+        ("INFO", "plain text"),
+        ("ERROR", "x ERROR y"),
+    ]
+    assert {line["logger"] for line in lines[1:]} == {"mixed"}

@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 from jsonschema import Draft7Validator
@@ -40,6 +41,8 @@ SECRET_VARIABLES = {
 S3_KEY_VARIABLES = {"AUTOLOADER_S3_ACCESS_KEY_ID", "AUTOLOADER_S3_SECRET_ACCESS_KEY"}
 # Secrets only one workload gets.
 OWN_SECRET_VARIABLES = {"scheduler-sync": {"AUTOLOADER_COMMANDS_SIGNING_SECRET"}}
+# The Kubernetes version the manifests are validated against: helm's default (`make helm`).
+KUBERNETES = "1.31.0"
 INSTALL_HELM = (
     "helm is not installed: run `make helm` (it needs Go), or set HELM to a helm binary's path"
 )
@@ -400,3 +403,35 @@ def test_every_service_is_scraped_and_the_alerts_and_the_dashboard_ship(
     shipped = json.loads((CHART / "files" / "grafana-dashboard.json").read_text())
     assert json.loads(dashboard["data"]["autoloader.json"]) == shipped
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+
+
+# Kinds of the Prometheus Operator's CRDs, which kubernetes-validate has no schema of: their
+# content is checked above (and the rules by promtool, tests/unit/test_monitoring.py).
+CUSTOM_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+
+
+def test_every_rendered_manifest_satisfies_the_kubernetes_schema(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Strict: a field Kubernetes does not know fails, as a typo in a template would."""
+    checked = set()
+    for name, objects in rendered.items():
+        for obj in objects:
+            if obj["kind"] in CUSTOM_KINDS:
+                continue
+            where = f"{name}: {obj['kind']} {obj['metadata']['name']}"
+            try:
+                kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                pytest.fail(f"{where}: {error.message} at {list(error.path)}")
+            checked.add(obj["kind"])
+    assert checked >= {"Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Job"}
+
+
+def test_the_schema_check_refuses_a_field_kubernetes_does_not_know(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    deployment = copy.deepcopy(_of_kind(rendered["defaults"], "Deployment")["processor"])
+    deployment["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRefs"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES, strict=True)

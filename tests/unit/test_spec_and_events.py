@@ -94,7 +94,9 @@ def test_merge_patch_follows_rfc_7396() -> None:
     target = {"a": 1, "b": {"c": 2, "d": 3}, "e": [1, 2]}
     patch = {"a": None, "b": {"c": 20}, "e": [3], "f": {"g": 1}}
     assert merge_patch(target, patch) == {"b": {"c": 20, "d": 3}, "e": [3], "f": {"g": 1}}
-    assert target["a"] == 1
+    assert target == {"a": 1, "b": {"c": 2, "d": 3}, "e": [1, 2]}  # untouched, nested too
+    # A patch object over a value that is not one merges into an empty object: no nulls stay.
+    assert merge_patch({"a": 1}, {"a": {"b": None, "c": 2}}) == {"a": {"c": 2}}
 
 
 def test_masking_hides_secrets_and_shortens_the_key_id() -> None:

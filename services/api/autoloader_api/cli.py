@@ -21,7 +21,7 @@ from shared.db import create_engine, session_factory
 from shared.local_stack import load_stack_env
 from shared.logs import configure_logging
 from shared.preflight import Check, checks_for, print_results, run_checks
-from shared.service import invalid_settings
+from shared.service import invalid_settings, reporting_unreachable
 from shared.uow import UnitOfWork
 
 PROG = "autoloader-api"
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         return print_results(asyncio.run(run_checks(dependency_checks(settings))))
     if args.command == "keys":
-        return _keys(settings, args)
+        return reporting_unreachable(PROG, lambda: _keys(settings, args))
     if args.command == "relay":
         asyncio.run(_relay(settings))
         return 0

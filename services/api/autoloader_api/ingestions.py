@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+
+import json_merge_patch
 
 from autoloader_api.schemas import IngestionOut
 from shared.crypto import CredentialCipher, mask
@@ -158,15 +161,9 @@ async def replace(
 
 
 def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """RFC 7396 JSON merge patch: objects merge, null removes, anything else replaces."""
-    merged = dict(target)
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge_patch(merged[key], value)
-        else:
-            merged[key] = value
+    """RFC 7396 JSON merge patch (objects merge, null removes, anything else replaces), on a
+    copy: the library merges into its first argument."""
+    merged: dict[str, Any] = json_merge_patch.merge(copy.deepcopy(target), patch)
     return merged
 
 

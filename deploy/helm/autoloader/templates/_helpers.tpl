@@ -63,6 +63,8 @@ AUTOLOADER_SPARK_REMOTE: {{ .Values.connections.spark.remote | quote }}
 PREFECT_API_URL: {{ .Values.connections.prefect.apiUrl | quote }}
 HOME: "/tmp"
 PREFECT_HOME: "/tmp/.prefect"
+PREFECT_LOGGING_HANDLERS_CONSOLE_FORMATTER: "json"
+PREFECT_LOGGING_HANDLERS_DEBUG_FORMATTER: "json"
 {{- end -}}
 
 {{/* The secret environment: references into the existing Secret, never values. */}}
