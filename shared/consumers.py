@@ -82,13 +82,22 @@ class DeadLetters:
         )
 
 
+# SQLSTATEs of a database that is away or restarting, whatever the driver wraps them in:
+# connection exceptions (class 08), shutting down or starting up (57P01-57P03), too many
+# connections (53300).
+TRANSIENT_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
 def is_transient(error: BaseException) -> bool:
     """Failures that pass when the database or Kafka comes back."""
     if isinstance(error, OperationalError | InterfaceError | OSError | TimeoutError):
         return True
     if isinstance(error, KafkaConnectionError | KafkaTimeoutError):
         return True
-    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+    if not isinstance(error, DBAPIError):
+        return False
+    sqlstate = getattr(error.orig, "sqlstate", None) or ""
+    return bool(error.connection_invalidated) or sqlstate.startswith(TRANSIENT_SQLSTATES)
 
 
 async def retrying(

@@ -6,8 +6,9 @@ from __future__ import annotations
 import logging
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 
-from shared.consumers import retrying
+from shared.consumers import is_transient, retrying
 
 pytestmark = pytest.mark.unit
 
@@ -42,3 +43,27 @@ async def test_a_failure_that_is_not_transient_is_raised_at_once() -> None:
     with pytest.raises(ValueError, match="bad input"):
         await retrying(action, "the thing", initial_seconds=0.01)
     assert action.calls == 2
+
+
+class DriverError(Exception):
+    def __init__(self, message: str, sqlstate: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "transient"),
+    [
+        ("57P03", True),  # the database system is shutting down / starting up
+        ("57P01", True),  # terminating connection due to administrator command
+        ("08006", True),  # connection failure
+        ("53300", True),  # too many connections
+        ("23505", False),  # a unique violation is the statement's own fault
+        ("42P01", False),  # undefined table
+    ],
+)
+def test_a_database_restarting_is_transient_whatever_the_driver_wraps_it_in(
+    sqlstate: str, transient: bool
+) -> None:
+    error = DBAPIError("SELECT 1", None, DriverError("the database says no", sqlstate))
+    assert is_transient(error) is transient

@@ -4,6 +4,8 @@ a call that failed while the server was starting would otherwise count against t
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from typing import Any
 
 import grpc
@@ -83,3 +85,31 @@ async def test_a_session_that_cannot_be_built_gives_its_slot_back() -> None:
         async with slots.session() as slot:
             assert slot.spark is not None
     assert len(attempts) == 2
+
+
+async def test_a_broken_session_is_replaced_and_kept_never_left_to_the_garbage_collector() -> None:
+    """A dropped Spark Connect session closes itself in `__del__`, in whatever thread the
+    collector runs; inside another thread's gRPC call that close deadlocks (engine.py)."""
+
+    class Session:
+        pass
+
+    built: list[Session] = []
+
+    def build() -> Any:
+        built.append(Session())
+        return built[-1]
+
+    slots = SparkSlots(build, size=1)
+    async with slots.session() as slot:
+        slot.broken = True
+    kept = weakref.ref(built[0])
+    built.clear()
+    gc.collect()
+
+    assert kept() is not None, "the broken session was left to the garbage collector"
+    async with slots.session() as slot:
+        fresh: Any = slot.spark
+        assert fresh is not kept()
+    retired: list[Any] = slots.retired
+    assert retired == [kept()]

@@ -32,11 +32,19 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SparkSlots:
-    """At most `size` sessions, each used by one batch at a time."""
+    """At most `size` sessions, each used by one batch at a time.
+
+    A broken session is replaced, and kept, never dropped: a dropped Spark Connect session
+    closes itself from `__del__`, whenever the garbage collector runs, in any thread. Its close
+    shuts down the client's shared release thread pool and waits for it; run inside another
+    thread's gRPC call, that wait never ends, and that thread's batch hangs with its claim held
+    (seen after a PostgreSQL restart). One retired session per outage is the price.
+    """
 
     build: Callable[[], SparkSession]
     size: int
     _free: asyncio.Queue[SparkSession | None] = field(init=False)
+    retired: list[SparkSession] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self._free = asyncio.Queue()
@@ -56,6 +64,8 @@ class SparkSlots:
         try:
             yield slot
         finally:
+            if slot.broken:
+                self.retired.append(slot.spark)
             self._free.put_nowait(None if slot.broken else slot.spark)
 
     def close_all(self) -> None:

@@ -64,6 +64,9 @@ FILE_FAILURES = Counter(
 )
 OUTAGES = Counter("autoloader_batch_outages_total", "Batches released for an outage")
 CLAIMS_LOST = Counter("autoloader_claims_lost_total", "Batches not committed: the claim was lost")
+BATCHES_OVERDUE = Counter(
+    "autoloader_batches_overdue_total", "Batches whose claim was given up after the batch timeout"
+)
 CLAIM_SECONDS = Histogram("autoloader_claim_seconds", "Time to claim a batch")
 BATCH_SECONDS = Histogram(
     "autoloader_batch_seconds",
@@ -191,13 +194,25 @@ class Processor:
 
     @asynccontextmanager
     async def _holding(self, claim: Claim) -> AsyncIterator[Hold]:
-        """Renew the claim's lease every third of it while the batch is worked on."""
+        """Renew the claim's lease every third of it while the batch is worked on, for at most
+        `batch_timeout_seconds`: a batch that hangs then lets its lease run out, another
+        processor takes the files, and this one can no longer commit them."""
         lease = self.settings.lease_seconds
         hold = Hold(valid_until=time.monotonic() + lease)
+        deadline = time.monotonic() + self.settings.batch_timeout_seconds
 
         async def beat() -> None:
             while not hold.lost.is_set():
                 await asyncio.sleep(lease / 3)
+                if time.monotonic() > deadline:
+                    BATCHES_OVERDUE.inc()
+                    log.error(
+                        "batch %s still running after %.0fs: its claim is given up",
+                        claim.files[0].batch_id,
+                        self.settings.batch_timeout_seconds,
+                    )
+                    hold.lost.set()
+                    return
                 started = time.monotonic()
                 try:
                     async with self.sessions() as session:

@@ -40,6 +40,12 @@ class ProcessorSettings(BaseSettings):
     commit_margin_seconds: float = Field(
         default=5.0, gt=0, description="lease a holder must have left to publish a commit"
     )
+    batch_timeout_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="a batch still running after this long gives its claim up: its lease runs "
+        "out and another processor takes the files",
+    )
     max_attempts: int = Field(default=3, ge=1)
     retry_base_seconds: float = Field(default=30.0, ge=0)
     outage_backoff_seconds: float = Field(
