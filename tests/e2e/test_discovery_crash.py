@@ -46,6 +46,7 @@ def start_discovery(
     log: Path, env: dict[str, str], crash_point: str | None = None
 ) -> subprocess.Popen[bytes]:
     """`autoloader-discovery run`; with a crash point, through the test-side fault injector."""
+    env = {**env, "AUTOLOADER_DISCOVERY_METRICS_PORT": "0"}  # the stack discovery's port stays free
     if crash_point:
         command = [sys.executable, "-m", "tests.faults.discovery_crash", crash_point, "run"]
     else:

@@ -41,7 +41,8 @@ def start_processor(
 ) -> subprocess.Popen[bytes]:
     """`autoloader-processor run` with AUTOLOADER_PROCESSOR_<NAME> settings, logging to log;
     with a crash point, through the test-side fault injector."""
-    env = {**os.environ}
+    # No metrics address: it would hold the stack processor's port when that one restarts.
+    env = {**os.environ, "AUTOLOADER_PROCESSOR_METRICS_PORT": "0"}
     env.update({f"AUTOLOADER_PROCESSOR_{name.upper()}": value for name, value in settings.items()})
     if crash_point:
         command = [sys.executable, "-m", "tests.faults.processor_crash", crash_point, "run"]
