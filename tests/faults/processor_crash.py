@@ -5,7 +5,7 @@ stopping dead at POINT of its first batch commit so a test can kill -9 it exactl
 - after-publish: the batch is published, its files not yet marked;
 - pause-before-publish: as before-publish, but the process stops itself (SIGSTOP) there and,
   once continued (SIGCONT), goes on to publish, as a paused process would, and announces
-  what the publish did (`resumed: publish returned False`, or the error it raised).
+  what the publish did (`resumed: publish returned None`: refused, or the error it raised).
 
 The point is announced on stderr as `AUTOLOADER-CRASH-POINT <point>`; the process then hangs
 until it is killed, or for a pause, stops. Nothing of this lives in the service: the patch is
