@@ -13,11 +13,11 @@ from pydantic import BaseModel
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.models import FileState, FileStatus, Ingestion, Run, RunStatus
+from shared.models import FileState, FileStatus, Ingestion, Run
 from shared.repositories import RunRepository
+from shared.runs import UNFINISHED
 
 WAITING = (FileStatus.PENDING, FileStatus.CLAIMED)
-UNFINISHED = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 class Backlog(BaseModel):

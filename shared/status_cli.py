@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import create_engine, session_factory
 from shared.models import Ingestion
+from shared.runs import UNFINISHED
 from shared.settings import DatabaseSettings
-from shared.status import UNFINISHED, IngestionStatusReport, ingestion_status
+from shared.status import IngestionStatusReport, ingestion_status
 
 POLL_SECONDS = 1.0
 
