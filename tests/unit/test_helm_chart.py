@@ -18,6 +18,9 @@ import yaml
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError
 
+from autoloader_processor.settings import ProcessorSettings
+from shared.topics import FILES
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -196,6 +199,10 @@ EVERYTHING_ON = {
     "grafanaDashboard": {"enabled": True},
     "ingress": {"enabled": True, "className": "nginx"},
 }
+# The processor scaled by KEDA on its consumer lag, through a TriggerAuthentication.
+KEDA = {
+    "processor": {"autoscaling": {"keda": {"enabled": True, "authenticationRef": "kafka-sasl"}}}
+}
 
 
 @pytest.fixture(scope="module")
@@ -203,10 +210,13 @@ def rendered(
     helm: str, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, list[dict[str, Any]]]:
     """The chart rendered with its defaults and with every optional part on, as objects."""
-    overrides = tmp_path_factory.mktemp("helm") / "everything-on.yaml"
-    overrides.write_text(yaml.safe_dump(EVERYTHING_ON))
+    folder = tmp_path_factory.mktemp("helm")
+    variants: list[tuple[str, list[str]]] = [("defaults", [])]
+    for name, values in (("everything-on", EVERYTHING_ON), ("keda", KEDA)):
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(values))
+        variants.append((name, ["--values", str(folder / f"{name}.yaml")]))
     renders: dict[str, list[dict[str, Any]]] = {}
-    for name, extra in (("defaults", []), ("everything-on", ["--values", str(overrides)])):
+    for name, extra in variants:
         _run(helm, "lint", "--strict", str(CHART), *extra)
         # No --kube-version: the chart renders with helm's own default (`make helm` builds helm
         # with its release binaries' default, Kubernetes 1.31).
@@ -315,7 +325,7 @@ def test_optional_parts_render_only_when_enabled(
 ) -> None:
     kinds = {name: {obj["kind"] for obj in objects} for name, objects in rendered.items()}
     optional = {"Ingress", "ServiceMonitor", "PodMonitor", "PrometheusRule"}
-    assert not kinds["defaults"] & optional
+    assert not kinds["defaults"] & (optional | {"ScaledObject"})
     assert kinds["everything-on"] >= optional
 
     everything_on = rendered["everything-on"]
@@ -374,6 +384,45 @@ def test_processors_and_workers_scale_on_cpu_and_every_workload_has_a_disruption
     assert _of_kind(everything_on, "PodDisruptionBudget")["api"]["spec"]["maxUnavailable"] == "50%"
 
 
+def test_keda_scales_the_processor_on_its_consumer_groups_lag_instead_of_the_hpa(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    keda = rendered["keda"]
+    assert set(_of_kind(keda, "HorizontalPodAutoscaler")) == {"discovery-worker"}
+    assert "replicas" not in _of_kind(keda, "Deployment")["processor"]["spec"]
+    (scaled,) = _of_kind(keda, "ScaledObject").values()
+    spec = scaled["spec"]
+    assert (
+        spec["scaleTargetRef"]["name"]
+        == _of_kind(keda, "Deployment")["processor"]["metadata"]["name"]
+    )
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (2, 6)
+    lag, cpu = spec["triggers"]
+    # The group and topic the processor really consumes, not a copy that could drift.
+    assert lag["metadata"] == {
+        "bootstrapServers": "kafka:9092",
+        "consumerGroup": ProcessorSettings.model_fields["group_id"].default,
+        "topic": FILES.name,
+        "lagThreshold": "100",
+    }
+    assert lag["authenticationRef"] == {"name": "kafka-sasl"}
+    assert cpu == {"type": "cpu", "metricType": "Utilization", "metadata": {"value": "70"}}
+
+
+def test_keda_on_a_workload_that_consumes_no_kafka_is_refused(helm: str, tmp_path: Path) -> None:
+    values = tmp_path / "worker-keda.yaml"
+    values.write_text(yaml.safe_dump({"discoveryWorker": {"autoscaling": {"keda": {}}}}))
+    result = subprocess.run(
+        [helm, "template", "rel", str(CHART), "--values", str(values)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "discoveryWorker.autoscaling: Additional property keda is not allowed" in result.stderr
+
+
 CONSUMERS = {"scheduler-sync": "SYNC", "s3-events": "DISCOVERY", "processor": "PROCESSOR"}
 
 
@@ -405,9 +454,9 @@ def test_every_service_is_scraped_and_the_alerts_and_the_dashboard_ship(
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
 
 
-# Kinds of the Prometheus Operator's CRDs, which kubernetes-validate has no schema of: their
-# content is checked above (and the rules by promtool, tests/unit/test_monitoring.py).
-CUSTOM_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+# Kinds of the Prometheus Operator's and KEDA's CRDs, which kubernetes-validate has no schema
+# of: their content is checked above (and the rules by promtool, tests/unit/test_monitoring.py).
+CUSTOM_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ScaledObject"}
 
 
 def test_every_rendered_manifest_satisfies_the_kubernetes_schema(

@@ -119,6 +119,7 @@ One workload's Deployment. Parameters:
   env        extra EnvVar objects of this workload (optional)
   ports      ContainerPort objects (optional)
   probes     a map of probe field name to Probe (optional), e.g. livenessProbe
+  lag        the consumer group and topic KEDA scales on (optional): dict "group" "topic"
 */}}
 {{- define "autoloader.deployment" -}}
 {{- $root := .root -}}
@@ -203,12 +204,47 @@ spec:
 {{- end -}}
 
 {{/*
-A HorizontalPodAutoscaler on CPU for the workload's Deployment, when its `autoscaling` is on.
+The workload's autoscaler, when its `autoscaling` is on: a HorizontalPodAutoscaler on CPU, or,
+with `autoscaling.keda.enabled`, a KEDA ScaledObject on CPU and on the lag of the consumer group
+named by the `lag` parameter (a dict of group and topic; only Kafka consumers pass one).
 */}}
 {{- define "autoloader.autoscaler" -}}
 {{- $labels := dict "root" .root "component" .component -}}
 {{- $scaling := .workload.autoscaling -}}
 {{- if dig "autoscaling" "enabled" false .workload }}
+{{- if dig "keda" "enabled" false $scaling }}
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: {{ include "autoloader.componentName" $labels }}
+  labels:
+    {{- include "autoloader.labels" $labels | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ include "autoloader.componentName" $labels }}
+  minReplicaCount: {{ $scaling.minReplicas }}
+  maxReplicaCount: {{ $scaling.maxReplicas }}
+  pollingInterval: {{ $scaling.keda.pollingInterval }}
+  cooldownPeriod: {{ $scaling.keda.cooldownPeriod }}
+  triggers:
+    - type: kafka
+      metadata:
+        bootstrapServers: {{ .root.Values.connections.kafka.bootstrapServers | quote }}
+        consumerGroup: {{ .lag.group | quote }}
+        topic: {{ .lag.topic | quote }}
+        lagThreshold: {{ $scaling.keda.lagThreshold | toString | quote }}
+      {{- with $scaling.keda.authenticationRef }}
+      authenticationRef:
+        name: {{ . }}
+      {{- end }}
+    - type: cpu
+      metricType: Utilization
+      metadata:
+        value: {{ $scaling.targetCPUUtilizationPercentage | toString | quote }}
+{{- else }}
 ---
 apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
@@ -230,6 +266,7 @@ spec:
         target:
           type: Utilization
           averageUtilization: {{ $scaling.targetCPUUtilizationPercentage }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
