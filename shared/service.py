@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from faststream.kafka import KafkaBroker
+from httpx import TransportError
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
@@ -64,12 +65,13 @@ def reporting_unreachable(prog: str, command: Callable[[], int]) -> int:
     says which error and what to check, not a traceback."""
     try:
         return command()
-    except (OSError, DBAPIError, KafkaConnectionError, KafkaTimeoutError) as error:
+    except (OSError, DBAPIError, KafkaConnectionError, KafkaTimeoutError, TransportError) as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
         print(
             f"{prog}: could not reach a component it needs: {type(error).__name__}: {detail}\n"
             "  Check its address (AUTOLOADER_DATABASE_URL, AUTOLOADER_KAFKA_BOOTSTRAP_SERVERS, "
-            "docs/configuration.md) and that it is up (`make status` for the local stack).",
+            "PREFECT_API_URL, docs/configuration.md) and that it is up (`make status` for the "
+            "local stack).",
             file=sys.stderr,
         )
         return 3

@@ -1,4 +1,5 @@
-"""An operator command whose database does not answer says so in a line, not a traceback."""
+"""An operator command whose database or Prefect does not answer says so in a line, not a
+traceback."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
+
+from shared.service import reporting_unreachable
 
 pytestmark = pytest.mark.unit
 
@@ -23,14 +27,18 @@ def closed_port() -> int:
 
 
 @pytest.mark.parametrize(
-    "command",
+    ("command", "names"),
     [
-        ["autoloader", "status", ZERO],
-        ["autoloader", "backfill", "--ingestion", ZERO, "--since", "2026-11-01T00:00Z"],
+        (["autoloader", "status", ZERO], "AUTOLOADER_DATABASE_URL"),
+        (
+            ["autoloader", "backfill", "--ingestion", ZERO, "--since", "2026-11-01T00:00Z"],
+            "AUTOLOADER_DATABASE_URL",
+        ),
+        (["autoloader-sync", "reconcile", "--dry-run"], "AUTOLOADER_DATABASE_URL"),
     ],
 )
-def test_an_unreachable_database_is_one_message_with_what_to_check(
-    command: list[str], tmp_path: Path
+def test_an_unreachable_component_is_one_message_with_what_to_check(
+    command: list[str], names: str, tmp_path: Path
 ) -> None:
     url = f"postgresql+asyncpg://u:p@127.0.0.1:{closed_port()}/db"
     env = {**os.environ, "AUTOLOADER_DATABASE_URL": url}
@@ -46,4 +54,16 @@ def test_an_unreachable_database_is_one_message_with_what_to_check(
     assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr
     assert "could not reach a component it needs: ConnectionRefusedError" in result.stderr
-    assert "AUTOLOADER_DATABASE_URL" in result.stderr
+    assert names in result.stderr
+
+
+def test_an_unreachable_prefect_is_reported_too(capsys: pytest.CaptureFixture[str]) -> None:
+    def reconcile() -> int:
+        raise httpx.ConnectError("All connection attempts failed")
+
+    assert reporting_unreachable("autoloader-sync reconcile", reconcile) == 3
+    printed = capsys.readouterr().err
+    assert printed.startswith(
+        "autoloader-sync reconcile: could not reach a component it needs: ConnectError: All "
+    )
+    assert "PREFECT_API_URL" in printed

@@ -30,7 +30,7 @@ from shared.preflight import (
     print_results,
     run_checks,
 )
-from shared.service import invalid_settings, serve
+from shared.service import invalid_settings, reporting_unreachable, serve
 
 
 def dependency_checks(settings: SyncSettings) -> dict[str, Check]:
@@ -103,8 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         return print_results(asyncio.run(run_checks(dependency_checks(settings))))
     if args.command == "reconcile":
-        return asyncio.run(_reconcile(settings, args.dry_run))
+        return reporting_unreachable(
+            "autoloader-sync reconcile", lambda: asyncio.run(_reconcile(settings, args.dry_run))
+        )
     if args.command == "rebuild":
-        return asyncio.run(_rebuild(settings))
+        return reporting_unreachable(
+            "autoloader-sync rebuild", lambda: asyncio.run(_rebuild(settings))
+        )
     asyncio.run(_run(settings))
     return 0
