@@ -99,7 +99,12 @@ class PrefectWorker(Component):
         return bool(online) and pool.get("status") == "READY"
 
     def start(self) -> int:
+        # The worker starts under the flow-run fork server, which keeps Prefect and the flow
+        # imported for every flow run (autoloader_discovery/forkserver.py).
         argv = [
+            str(self.layout.venv_bin / "python"),
+            "-m",
+            "autoloader_discovery.forkserver",
             str(self.layout.venv_bin / "prefect"),
             "worker",
             "start",

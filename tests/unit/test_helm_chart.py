@@ -266,7 +266,7 @@ def test_deployments_run_their_commands_with_the_whole_environment(
     commands = {}
     for component, deployment in _of_kind(objects, "Deployment").items():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        commands[component] = container["command"][:3]
+        commands[component] = container["command"][:6]
         assert container["envFrom"] == [{"configMapRef": {"name": config_map["metadata"]["name"]}}]
         from_secret = {
             env["name"] for env in container["env"] if "secretKeyRef" in env.get("valueFrom", {})
@@ -279,7 +279,15 @@ def test_deployments_run_their_commands_with_the_whole_environment(
     assert commands == {
         "api": ["autoloader-api", "serve"],
         "scheduler-sync": ["autoloader-sync", "run"],
-        "discovery-worker": ["prefect", "worker", "start"],
+        # The worker, under the fork server that starts its flow runs.
+        "discovery-worker": [
+            "python",
+            "-m",
+            "autoloader_discovery.forkserver",
+            "prefect",
+            "worker",
+            "start",
+        ],
         "s3-events": ["autoloader-discovery", "run"],
         "processor": ["autoloader-processor", "run"],
     }

@@ -65,11 +65,15 @@ def test_without_a_command_prefect_chooses_its_own() -> None:
     assert "command" not in spec.job_variables
 
 
-def test_the_default_command_is_this_interpreter_running_prefects_engine(
+def test_the_default_command_is_this_interpreter_running_the_fork_servers_client(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("AUTOLOADER_SYNC_FLOW_RUN_COMMAND", raising=False)
-    assert shlex.split(SyncSettings().flow_run_command) == [sys.executable, "-m", "prefect.engine"]
+    assert shlex.split(SyncSettings().flow_run_command) == [
+        sys.executable,
+        "-m",
+        "autoloader_discovery.forkclient",
+    ]
 
     monkeypatch.setenv("AUTOLOADER_SYNC_FLOW_RUN_COMMAND", "")
     assert SyncSettings().flow_run_command == ""

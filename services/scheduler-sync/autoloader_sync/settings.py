@@ -19,8 +19,9 @@ from shared.settings import (
 
 
 def engine_command() -> str:
-    """Prefect's flow-run engine, run by this process's own interpreter."""
-    return shlex.join([sys.executable, "-m", "prefect.engine"])
+    """The flow-run client of the worker's fork server (which runs Prefect's engine, or runs it
+    itself without one), run by this process's own interpreter."""
+    return shlex.join([sys.executable, "-m", "autoloader_discovery.forkclient"])
 
 
 class SyncSettings(BaseSettings):

@@ -1,0 +1,191 @@
+"""Start flow runs by forking a process that has already imported Prefect and the flow.
+
+A new interpreter that imports Prefect and the discovery flow costs about 2 s of CPU on every
+flow run (docs/performance.md, "Trigger to flow running"). The Prefect worker's image starts
+with `python -m autoloader_discovery.forkserver prefect worker start …`: this process imports
+them once, forks a server that keeps them, and becomes the worker. Each flow run's command is
+then `python -m autoloader_discovery.forkclient`, a small client that hands the server its
+stdin, stdout, stderr, environment and working directory; the server forks a child that runs
+`prefect.engine` with them, and the client relays signals to it and exits with its code.
+
+The per-run process that the worker, the watchdog's heartbeat and cancellation rely on is still
+there: the client stands for it, the engine child dies with it, and every process here is a
+descendant of the worker, so killing the worker's tree kills them all. Without a server (its
+variable unset or its socket gone) the client runs `python -m prefect.engine` itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import runpy
+import select
+import shutil
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+SOCKET_ENV = "AUTOLOADER_FLOW_FORKSERVER"
+ENGINE = "prefect.engine"
+PRELOAD = ("prefect.engine", "prefect.flow_engine", "autoloader_discovery.flows")
+# A request is the length of its JSON (environment, working directory) with the client's
+# stdin, stdout and stderr attached, then the JSON. The answer is the engine's pid, then, as
+# the engine ends, its exit code.
+SIZE = struct.Struct("!I")
+PID = struct.Struct("!i")
+EXIT = struct.Struct("!i")
+MAX_REQUEST = 1 << 24
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Import the flow's modules, fork the server, and exec the worker command given."""
+    command = sys.argv[1:] if argv is None else argv
+    if not command:
+        sys.exit("usage: python -m autoloader_discovery.forkserver COMMAND [ARG...]")
+    for module in PRELOAD:
+        importlib.import_module(module)
+    path = Path(tempfile.mkdtemp(prefix="autoloader-forkserver-")) / "socket"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(64)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.fork() == 0:
+        try:
+            serve(listener, ENGINE)
+        finally:
+            shutil.rmtree(path.parent, ignore_errors=True)
+            os._exit(0)
+    listener.close()
+    os.environ[SOCKET_ENV] = str(path)
+    os.execvp(command[0], command)
+
+
+def serve(listener: socket.socket, module: str) -> None:
+    """Fork a child per client until the process that started this server is gone."""
+    parent = os.getppid()
+    signal.signal(signal.SIGCHLD, _reap)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a ^C to the worker's group is the worker's
+    listener.settimeout(1.0)
+    while os.getppid() == parent:
+        try:
+            connection, _ = listener.accept()
+        except TimeoutError:
+            continue
+        with connection:
+            connection.settimeout(None)
+            try:
+                _fork_child(connection, listener, module)
+            except (OSError, ValueError) as error:  # that client runs nothing; the next may
+                print(f"flow-run fork server: a request failed: {error!r}", file=sys.stderr)
+
+
+def _reap(signum: int, frame: object) -> None:
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def _fork_child(connection: socket.socket, listener: socket.socket, module: str) -> None:
+    header, fds, _, _ = socket.recv_fds(connection, SIZE.size, 3)
+    try:
+        if len(fds) != 3 or len(header) != SIZE.size:
+            raise ValueError("a request without its length or its three descriptors")
+        request = json.loads(_receive(connection, SIZE.unpack(header)[0]))
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    client_pid = struct.unpack(
+        "3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    )[0]
+    child = os.fork()
+    if child == 0:
+        listener.close()
+        _run_child(connection, fds, request, client_pid, module)
+    for fd in fds:
+        os.close(fd)
+    connection.sendall(PID.pack(child))
+
+
+def _receive(connection: socket.socket, size: int) -> bytes:
+    if size > MAX_REQUEST:
+        raise ValueError(f"a request of {size} bytes")
+    data = b""
+    while len(data) < size:
+        chunk = connection.recv(size - len(data))
+        if not chunk:
+            raise ValueError("the client hung up mid-request")
+        data += chunk
+    return data
+
+
+def _run_child(
+    connection: socket.socket, fds: list[int], request: dict[str, object], client: int, module: str
+) -> None:
+    """In the forked child: become the client's process and run the engine; never returns."""
+    code = 1
+    try:
+        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, signal.SIG_DFL)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        _die_with(client)
+        os.chdir(str(request["cwd"]))
+        os.environ.clear()
+        os.environ.update(dict(request["env"]))  # type: ignore[call-overload]
+        _refresh_prefect_settings()
+        sys.argv = [module]
+        code = _run_module(module)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            connection.sendall(EXIT.pack(code))
+        finally:
+            os._exit(code)
+
+
+def _refresh_prefect_settings() -> None:
+    """Prefect read its settings from the server's environment when it was imported: read
+    them again from the flow run's (the deployment's job variables may set some)."""
+    context = sys.modules.get("prefect.context")
+    if context is not None:
+        context.refresh_global_settings_context()
+
+
+def _run_module(module: str) -> int:
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+def _die_with(client: int) -> None:
+    """Kill this process when the client does (a SIGKILL to it cannot be relayed)."""
+    watched = os.pidfd_open(client)
+
+    def watch() -> None:
+        select.select([watched], [], [])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="forkserver-client-watch", daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()

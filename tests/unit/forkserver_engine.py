@@ -1,0 +1,16 @@
+"""A stand-in for `prefect.engine`, run by the fork server in tests/unit/test_forkserver.py."""
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+if __name__ == "__main__":
+    if os.environ.get("ENGINE_MODE") == "wait":
+        Path(os.environ["ENGINE_PID_FILE"]).write_text(str(os.getpid()))
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(70))
+        time.sleep(600)
+    print(f"run {os.environ['PREFECT__FLOW_RUN_ID']} in {os.getcwd()}")
+    print("to stderr", file=sys.stderr)
+    sys.exit(int(os.environ.get("ENGINE_EXIT", "0")))
