@@ -13,7 +13,12 @@ from typing import Any
 import httpx
 import pytest
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterName,
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+)
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -163,8 +168,13 @@ async def test_the_same_event_twice_gives_one_deployment_and_one_flow_run(
 
     deployment = await deployment_of(prefect, ingestion_id)
     assert deployment is not None
-    deployments = await prefect.read_deployments()
-    assert [d.id for d in deployments if d.name == f"ingestion-{ingestion_id}"] == [deployment.id]
+    # Filtered by name on the server: a long-lived stack holds more deployments than a page.
+    deployments = await prefect.read_deployments(
+        deployment_filter=DeploymentFilter(
+            name=DeploymentFilterName(any_=[f"ingestion-{ingestion_id}"])
+        )
+    )
+    assert [d.id for d in deployments] == [deployment.id]
     flow_runs = await prefect.read_flow_runs(
         flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id]))
     )

@@ -164,6 +164,9 @@ def _refresh_prefect_settings() -> None:
 
 
 def _run_module(module: str) -> int:
+    # Run as `python -m` runs it: as __main__, from a fresh execution of its code. The copy the
+    # preload imported stays with the modules that imported it.
+    sys.modules.pop(module, None)
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     except SystemExit as exit_:

@@ -244,3 +244,27 @@ async def _due_now(sessions: async_sessionmaker[AsyncSession], ids: list[int]) -
             text("UPDATE file_state SET next_attempt_at = now() WHERE id = ANY(:ids)"),
             {"ids": ids},
         )
+
+
+async def test_a_table_someone_else_created_gets_wap_on_and_lands_batches_once(
+    sessions: async_sessionmaker[AsyncSession], landing: Landing, spark: Any, s3: Any
+) -> None:
+    """The table exists without WAP (made by hand, or by another processor between our
+    check and our create): creating it again is refused, and the table gets WAP instead."""
+    sizes = put_files(s3, landing, ["a.json"])
+    read = BatchReader(spark, landing.spec, sizes).read()
+    assert read.frame is not None
+    read.frame.limit(0).writeTo(landing.table).using("iceberg").create()
+
+    tables = IcebergTables(spark, set())
+    tables.ensure_table(landing.table, read.frame)
+
+    properties = dict(
+        (row["key"], row["value"])
+        for row in spark.sql(f"SHOW TBLPROPERTIES {landing.table}").collect()
+    )
+    assert properties.get("write.wap.enabled") == "true"
+    staged = tables.stage(landing.spec, landing.table, read.frame, "batch-1", "token-1")
+    assert tables.publish(landing.table, staged) is not None
+    assert tables.publish(landing.table, staged) is None  # the same batch again: refused
+    assert spark.table(landing.table).count() == read.frame.count() > 0
