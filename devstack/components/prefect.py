@@ -87,6 +87,12 @@ class PrefectWorker(Component):
     def address(self) -> str:
         return f"work pool '{WORK_POOL}'"
 
+    def ensure_up(self) -> bool:
+        # Its fork server holds the flow's code as imported when it started: restarted like the
+        # project's own services, so that `make up` after a change runs the new code.
+        self.stop()
+        return super().ensure_up()
+
     def healthy(self) -> bool:
         if self.pid() is None or not self.server.healthy():
             return False
