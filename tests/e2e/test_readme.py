@@ -131,5 +131,7 @@ async def test_the_readmes_commands_work_as_written_in_a_new_shell(
     shell = _block("topics list").replace(" ID ", f" {ingestion_id} ")
     shell = "\n".join(line for line in shell.split("\n") if "pyspark" not in line)
     answered = (await _new_shell(shell)).stdout
-    assert "autoloader.files" in answered
-    assert f"ingestion {ingestion_id}" in answered or ingestion_id in answered
+    assert "autoloader.files" in answered  # topics list
+    assert f"ingestion {NAME} ({ingestion_id})" in answered  # status
+    assert "  pending      0 files, 0 bytes" in answered
+    assert "  current run  none" in answered

@@ -136,9 +136,10 @@ def _run_child(
     try:
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, signal.SIG_DFL)
-        for target, fd in enumerate(fds):
-            os.dup2(fd, target)
-            os.close(fd)
+        for target, fd in enumerate(fds):  # received above 2: the server's stdio is open
+            if fd != target:
+                os.dup2(fd, target)
+                os.close(fd)
         _die_with(client)
         os.chdir(str(request["cwd"]))
         os.environ.clear()
