@@ -304,7 +304,7 @@ async def test_a_command_not_signed_by_the_ingestions_tenant_is_dead_lettered_an
         sent = await producer.send_and_wait(
             COMMANDS.name, value, key=ingestion_id.encode(), headers=headers
         )
-        letter = await _dead_letter(dlq, value)
+        (letter,) = await _dead_letters(dlq, [value])
     finally:
         await dlq.stop()
     await _consumed(kafka_settings.bootstrap_servers, sent.partition, sent.offset)
@@ -379,7 +379,7 @@ async def test_a_malformed_message_goes_to_the_dlq_and_the_consumer_keeps_going(
         # Same key, so the same partition: the second is handled only after the first.
         await producer.send_and_wait(topic.name, first, key=b"poison")
         await producer.send_and_wait(topic.name, second, key=b"poison")
-        letters = [await _dead_letter(dlq, first), await _dead_letter(dlq, second)]
+        letters = await _dead_letters(dlq, [first, second])
     finally:
         await dlq.stop()
     for letter in letters:
@@ -389,16 +389,23 @@ async def test_a_malformed_message_goes_to_the_dlq_and_the_consumer_keeps_going(
         assert letter.key == b"poison"
 
 
-async def _dead_letter(dlq: AIOKafkaConsumer, value: bytes) -> Any:
-    found: list[Any] = []
+async def _dead_letters(dlq: AIOKafkaConsumer, values: list[bytes]) -> list[Any]:
+    """The dead letters of these values, in the order given. One fetch may bring several, so
+    every letter fetched is kept until all are found."""
+    fetched: list[Any] = []
 
-    async def arrived() -> list[Any]:
+    async def arrived() -> dict[bytes, list[Any]]:
         batches = await dlq.getmany(timeout_ms=500)
-        found.extend(m for ms in batches.values() for m in ms)
-        return [m for m in found if m.value == value]
+        fetched.extend(m for ms in batches.values() for m in ms)
+        return {value: [m for m in fetched if m.value == value] for value in values}
 
-    [letter] = await eventually(arrived, bool, 20, f"{value[:40]!r} not in the DLQ")
-    return letter
+    found = await eventually(
+        arrived,
+        lambda found: all(len(letters) == 1 for letters in found.values()),
+        20,
+        f"{values!r} not each once in the DLQ",
+    )
+    return [found[value][0] for value in values]
 
 
 def _local_ingestion() -> dict[str, Any]:

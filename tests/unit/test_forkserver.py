@@ -88,6 +88,17 @@ def test_the_engine_runs_with_the_clients_environment_output_and_exit_code(
     assert err == "to stderr\n"
 
 
+def test_the_engine_ends_as_an_interpreter_does_threads_joined_and_atexit_run(
+    server: str, tmp_path: Path
+) -> None:
+    env = {SOCKET_ENV: server, "PREFECT__FLOW_RUN_ID": "run-3", "ENGINE_MODE": "exit-work"}
+    client = _client(env, tmp_path)
+    out, err = client.communicate(timeout=30)
+
+    assert client.returncode == 0, err
+    assert out == f"run run-3 in {tmp_path}\nfrom a thread at exit\nfrom atexit\n"
+
+
 def test_a_sigterm_to_the_client_reaches_the_engine(server: str, tmp_path: Path) -> None:
     pid_file = tmp_path / "engine.pid"
     env = {SOCKET_ENV: server, "ENGINE_MODE": "wait", "ENGINE_PID_FILE": str(pid_file)}

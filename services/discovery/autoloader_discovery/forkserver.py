@@ -16,6 +16,7 @@ variable unset or its socket gone) the client runs `python -m prefect.engine` it
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import json
 import os
@@ -28,6 +29,7 @@ import struct
 import sys
 import tempfile
 import threading
+import traceback
 from pathlib import Path
 
 SOCKET_ENV = "AUTOLOADER_FLOW_FORKSERVER"
@@ -147,6 +149,7 @@ def _run_child(
         _refresh_prefect_settings()
         sys.argv = [module]
         code = _run_module(module)
+        _finish()
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -154,6 +157,18 @@ def _run_child(
             connection.sendall(EXIT.pack(code))
         finally:
             os._exit(code)
+
+
+def _finish() -> None:
+    """What an interpreter does as it exits, and `os._exit` would skip: wait for the threads
+    that must end (Prefect's log worker sends the run's last lines to its API from one, as
+    a thread exit hook), then run the atexit handlers. multiprocessing's forked children end
+    the same way."""
+    try:
+        threading._shutdown()  # type: ignore[attr-defined]
+        atexit._run_exitfuncs()
+    except BaseException:
+        traceback.print_exc()
 
 
 def _refresh_prefect_settings() -> None:
@@ -173,8 +188,6 @@ def _run_module(module: str) -> int:
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     except BaseException:
-        import traceback
-
         traceback.print_exc()
         return 1
     return 0
