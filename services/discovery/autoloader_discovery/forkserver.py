@@ -162,8 +162,8 @@ def _run_child(
 def _finish() -> None:
     """What an interpreter does as it exits, and `os._exit` would skip: wait for the threads
     that must end (Prefect's log worker sends the run's last lines to its API from one, as
-    a thread exit hook), then run the atexit handlers. multiprocessing's forked children end
-    the same way."""
+    a thread exit hook), as multiprocessing's forked children do, then run the atexit
+    handlers, as `python -m prefect.engine` would."""
     try:
         threading._shutdown()  # type: ignore[attr-defined]
         atexit._run_exitfuncs()
