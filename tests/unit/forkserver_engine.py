@@ -19,8 +19,9 @@ if __name__ == "__main__":
         threading.Thread(target=late).start()
         atexit.register(lambda: print("from atexit", flush=True))
     if os.environ.get("ENGINE_MODE") == "wait":
-        Path(os.environ["ENGINE_PID_FILE"]).write_text(str(os.getpid()))
+        # Its handler first: once the pid is written, a test may send SIGTERM at once.
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(70))
+        Path(os.environ["ENGINE_PID_FILE"]).write_text(str(os.getpid()))
         time.sleep(600)
     print(f"run {os.environ['PREFECT__FLOW_RUN_ID']} in {os.getcwd()}")
     print("to stderr", file=sys.stderr)

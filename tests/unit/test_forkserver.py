@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from autoloader_discovery.forkserver import SOCKET_ENV
+from autoloader_discovery.forkserver import SIZE, SOCKET_ENV
 
 pytestmark = pytest.mark.unit
 
@@ -76,14 +75,30 @@ def _wait_for(predicate: object, within: float, what: str) -> None:
         time.sleep(0.05)
 
 
+def _run_client(env: dict[str, str], cwd: Path, timeout: float = 30) -> tuple[int, str, str]:
+    """Run a client to its end: its exit code, stdout and stderr."""
+    client = _client(env, cwd)
+    out, err = client.communicate(timeout=timeout)
+    return client.returncode, out, err
+
+
+def _waiting_engine(server: str, tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
+    """A client whose engine waits for a signal, once the engine is up: the client, the
+    engine's pid."""
+    pid_file = tmp_path / "engine.pid"
+    env = {SOCKET_ENV: server, "ENGINE_MODE": "wait", "ENGINE_PID_FILE": str(pid_file)}
+    client = _client(env, tmp_path)
+    _wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30, "the engine started")
+    return client, int(pid_file.read_text())
+
+
 def test_the_engine_runs_with_the_clients_environment_output_and_exit_code(
     server: str, tmp_path: Path
 ) -> None:
     env = {SOCKET_ENV: server, "PREFECT__FLOW_RUN_ID": "run-1", "ENGINE_EXIT": "7"}
-    client = _client(env, tmp_path)
-    out, err = client.communicate(timeout=30)
+    code, out, err = _run_client(env, tmp_path)
 
-    assert client.returncode == 7, err
+    assert code == 7, err
     assert out == f"run run-1 in {tmp_path}\n"
     assert err == "to stderr\n"
 
@@ -92,18 +107,14 @@ def test_the_engine_ends_as_an_interpreter_does_threads_joined_and_atexit_run(
     server: str, tmp_path: Path
 ) -> None:
     env = {SOCKET_ENV: server, "PREFECT__FLOW_RUN_ID": "run-3", "ENGINE_MODE": "exit-work"}
-    client = _client(env, tmp_path)
-    out, err = client.communicate(timeout=30)
+    code, out, err = _run_client(env, tmp_path)
 
-    assert client.returncode == 0, err
+    assert code == 0, err
     assert out == f"run run-3 in {tmp_path}\nfrom a thread at exit\nfrom atexit\n"
 
 
 def test_a_sigterm_to_the_client_reaches_the_engine(server: str, tmp_path: Path) -> None:
-    pid_file = tmp_path / "engine.pid"
-    env = {SOCKET_ENV: server, "ENGINE_MODE": "wait", "ENGINE_PID_FILE": str(pid_file)}
-    client = _client(env, tmp_path)
-    _wait_for(pid_file.exists, 30, "the engine started")
+    client, _ = _waiting_engine(server, tmp_path)
 
     client.send_signal(signal.SIGTERM)
 
@@ -111,11 +122,7 @@ def test_a_sigterm_to_the_client_reaches_the_engine(server: str, tmp_path: Path)
 
 
 def test_the_engine_dies_with_its_client_even_by_sigkill(server: str, tmp_path: Path) -> None:
-    pid_file = tmp_path / "engine.pid"
-    env = {SOCKET_ENV: server, "ENGINE_MODE": "wait", "ENGINE_PID_FILE": str(pid_file)}
-    client = _client(env, tmp_path)
-    _wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30, "the engine started")
-    engine = int(pid_file.read_text())
+    client, engine = _waiting_engine(server, tmp_path)
     assert not _gone(engine)
 
     client.kill()
@@ -126,10 +133,9 @@ def test_the_engine_dies_with_its_client_even_by_sigkill(server: str, tmp_path: 
 
 def test_without_a_server_the_client_runs_prefects_engine_itself(tmp_path: Path) -> None:
     env = {SOCKET_ENV: str(tmp_path / "no-such-socket"), "PREFECT__FLOW_RUN_ID": "not-a-uuid"}
-    client = _client(env, tmp_path)
-    out, err = client.communicate(timeout=120)
+    code, out, err = _run_client(env, tmp_path, timeout=120)  # a whole interpreter's start
 
-    assert client.returncode == 1
+    assert code == 1
     assert "Invalid flow run id" in out + err
 
 
@@ -138,9 +144,8 @@ def test_a_broken_request_leaves_the_server_serving_the_next_client(
 ) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as broken:
         broken.connect(server)
-        socket.send_fds(broken, [struct.pack("!I", 10)], [0, 1, 2])
+        socket.send_fds(broken, [SIZE.pack(10)], [0, 1, 2])
         broken.sendall(b"not json")  # and hangs up two bytes short
-    client = _client({SOCKET_ENV: server, "PREFECT__FLOW_RUN_ID": "run-2"}, tmp_path)
-    out, err = client.communicate(timeout=30)
+    code, out, err = _run_client({SOCKET_ENV: server, "PREFECT__FLOW_RUN_ID": "run-2"}, tmp_path)
 
-    assert (client.returncode, out) == (0, f"run run-2 in {tmp_path}\n"), err
+    assert (code, out) == (0, f"run run-2 in {tmp_path}\n"), err

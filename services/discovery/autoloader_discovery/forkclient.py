@@ -12,11 +12,11 @@ import json
 import os
 import signal
 import socket
-import struct
 import sys
 
-SOCKET_ENV = "AUTOLOADER_FLOW_FORKSERVER"  # the same as forkserver.SOCKET_ENV
-CODE = struct.Struct("!i")
+# The protocol's one definition. The module imports only the standard library; Prefect and
+# the flow are imported by its `main`, which the client never calls.
+from autoloader_discovery.forkserver import EXIT, PID, SIZE, SOCKET_ENV, receive
 
 
 def main() -> None:
@@ -43,18 +43,19 @@ def _connect(path: str) -> socket.socket | None:
 def _run(connection: socket.socket) -> int:
     environment = {name: value for name, value in os.environ.items() if name != SOCKET_ENV}
     request = json.dumps({"env": environment, "cwd": os.getcwd()}).encode()
-    socket.send_fds(connection, [struct.pack("!I", len(request))], [0, 1, 2])
+    socket.send_fds(connection, [SIZE.pack(len(request))], [0, 1, 2])
     connection.sendall(request)
-    pid = CODE.unpack(_receive(connection, CODE.size) or CODE.pack(0))[0]
-    if pid <= 0:
+    started = receive(connection, PID.size)
+    if started is None:
         print("the flow-run fork server did not start the engine", file=sys.stderr)
         return 1
+    pid = int(PID.unpack(started)[0])
     relayed: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, frame: _relay(pid, received, relayed))
-    answer = _receive(connection, CODE.size)
-    if answer:
-        return int(CODE.unpack(answer)[0])
+    answer = receive(connection, EXIT.size)
+    if answer is not None:
+        return int(EXIT.unpack(answer)[0])
     # No code: the engine was killed before it could send one, by the signal relayed if any.
     return 128 + (relayed[-1] if relayed else signal.SIGKILL)
 
@@ -63,16 +64,6 @@ def _relay(pid: int, signum: int, relayed: list[int]) -> None:
     relayed.append(signum)
     with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
         os.kill(pid, signum)
-
-
-def _receive(connection: socket.socket, size: int) -> bytes | None:
-    data = b""
-    while len(data) < size:
-        chunk = connection.recv(size - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ def _fork_child(connection: socket.socket, listener: socket.socket, module: str)
     try:
         if len(fds) != 3 or len(header) != SIZE.size:
             raise ValueError("a request without its length or its three descriptors")
-        request = json.loads(_receive(connection, SIZE.unpack(header)[0]))
+        request = json.loads(_request(connection, SIZE.unpack(header)[0]))
     except BaseException:
         for fd in fds:
             os.close(fd)
@@ -118,15 +118,23 @@ def _fork_child(connection: socket.socket, listener: socket.socket, module: str)
     connection.sendall(PID.pack(child))
 
 
-def _receive(connection: socket.socket, size: int) -> bytes:
-    if size > MAX_REQUEST:
-        raise ValueError(f"a request of {size} bytes")
+def receive(connection: socket.socket, size: int) -> bytes | None:
+    """Exactly ``size`` bytes, or None if the other side hung up first."""
     data = b""
     while len(data) < size:
         chunk = connection.recv(size - len(data))
         if not chunk:
-            raise ValueError("the client hung up mid-request")
+            return None
         data += chunk
+    return data
+
+
+def _request(connection: socket.socket, size: int) -> bytes:
+    if size > MAX_REQUEST:
+        raise ValueError(f"a request of {size} bytes")
+    data = receive(connection, size)
+    if data is None:
+        raise ValueError("the client hung up mid-request")
     return data
 
 
