@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -21,7 +20,6 @@ from shared.spec import IngestionSpec
 
 CLAIM_PROPERTY = "autoloader.claim"
 WAP_ENABLED = "write.wap.enabled"
-TABLE_EXISTS = "TABLE_OR_VIEW_ALREADY_EXISTS"  # Spark's error condition, whoever created it
 
 
 def _parts(table: str) -> list[str]:
@@ -69,22 +67,23 @@ class IcebergTables:
         return {path: counts.get(path, 0) for path in paths}
 
     def ensure_table(self, table: str, frame: DataFrame) -> None:
-        """Create the table empty, with the frame's columns and WAP on, unless it exists: a
-        table created by someone else (or by another processor a moment ago) gets WAP on."""
+        """Create the table empty, with the frame's columns and WAP on, unless it exists."""
         if table in self.ready:
             return
-        try:
-            (
-                frame.limit(0)
-                .writeTo(table)
-                .using("iceberg")
-                .tableProperty("write.spark.accept-any-schema", "true")
-                .tableProperty(WAP_ENABLED, "true")
-                .create()
-            )
-        except AnalysisException as error:
-            if error.getCondition() != TABLE_EXISTS:
-                raise
+        if not self.spark.catalog.tableExists(table):
+            try:
+                (
+                    frame.limit(0)
+                    .writeTo(table)
+                    .using("iceberg")
+                    .tableProperty("write.spark.accept-any-schema", "true")
+                    .tableProperty(WAP_ENABLED, "true")
+                    .create()
+                )
+            except Exception as error:
+                if "already exists" not in str(error).lower():
+                    raise
+        else:
             self.spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ('{WAP_ENABLED}' = 'true')")
         self.ready.add(table)
 
