@@ -40,6 +40,36 @@ REDACTED_OPTIONS = (
 )
 
 
+# Spark's default profile (org/apache/spark/log4j2-defaults.properties), with the loggers that
+# write lines per job, task or cached block, or a request's whole plan, at WARN: they made up
+# most of the server's log, which grew with every request.
+QUIET_LOGGERS = (
+    "org.apache.spark.scheduler",  # DAGScheduler, TaskSchedulerImpl, TaskSetManager
+    "org.apache.spark.storage",  # MemoryStore, BlockManagerInfo, ShuffleBlockFetcherIterator
+    "org.apache.spark.executor.Executor",
+    "org.apache.spark.SparkContext",
+    "org.apache.spark.sql.catalyst.expressions.codegen.CodeGenerator",
+    "org.apache.spark.sql.connect.execution",  # ExecuteGrpcResponseSender, ...Observer
+    "org.apache.spark.sql.connect.service.SessionHolder",
+    "org.apache.spark.sql.connect.service.SparkConnectExecutionManager",
+)
+
+
+def log4j2_properties() -> str:
+    lines = [
+        "rootLogger.level = info",
+        "rootLogger.appenderRef.stdout.ref = console",
+        "appender.console.type = Console",
+        "appender.console.name = console",
+        "appender.console.target = SYSTEM_ERR",
+        "appender.console.layout.type = PatternLayout",
+        "appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex",
+    ]
+    for number, logger in enumerate(QUIET_LOGGERS):
+        lines += [f"logger.quiet{number}.name = {logger}", f"logger.quiet{number}.level = warn"]
+    return "\n".join(lines) + "\n"
+
+
 def spark_home() -> Path:
     import pyspark
 
@@ -100,6 +130,8 @@ class SparkConnect(Component):
         home = spark_home()
         workdir = self.layout.data / "spark"
         workdir.mkdir(parents=True, exist_ok=True)
+        log_config = workdir / "log4j2.properties"
+        log_config.write_text(log4j2_properties())
         argv = [
             str(home / "bin" / "spark-submit"),
             "--class",
@@ -110,6 +142,8 @@ class SparkConnect(Component):
             "local[*]",
             "--driver-memory",
             os.environ.get("AUTOLOADER_SPARK_DRIVER_MEMORY", "4g"),
+            "--driver-java-options",
+            f"-Dlog4j2.configurationFile=file:{log_config}",
         ]
         for key, value in self.conf().items():
             argv += ["--conf", f"{key}={value}"]
