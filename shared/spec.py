@@ -224,10 +224,7 @@ def _every_n_minutes(interval: int) -> str:
 class ExecutionSpec(StrictModel):
     priority: Literal["normal", "high"] = "normal"
     high_memory: bool = False
-    # 1,000, as Databricks Auto Loader's maxFilesPerTrigger: every batch pays a fixed cost in
-    # Spark jobs and commits, and 2,000 small files landed in 15 s in batches of 1,000 against
-    # 21 s in batches of 500 (docs/performance.md).
-    max_files_per_batch: int = Field(default=1000, ge=1, le=10_000)
+    max_files_per_batch: int = Field(default=500, ge=1, le=10_000)
     max_bytes_per_batch: int = Field(default=512 * 1024 * 1024, ge=1024)
 
     @property
