@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
@@ -98,6 +99,27 @@ def spark(spark_settings: SparkSettings) -> Iterator[Any]:
     session.client.disable_reattachable_execute()
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _garbage_collected_between_tests() -> Iterator[None]:
+    """pyspark 4.1's Spark Connect `SparkSession.__del__` shuts down the client's shared release
+    thread pool and waits for it. Run by the cyclic garbage collector inside a thread that pool
+    is starting, it waits for itself, and the batch thread that asked for the new thread hangs
+    in `Thread.start` (seen: a processor test stuck until its timeout, after earlier tests had
+    dropped their sessions). So the collector runs only between tests, on the main thread, when
+    no batch is in flight. The processor itself never drops a session (`SparkSlots`)."""
+    gc.collect()
+    gc.freeze()  # what the imports made is never garbage: later collections skip it
+    gc.disable()
+    yield
+    gc.enable()
+
+
+@pytest.fixture(autouse=True)
+def _collected_after_each_test(_garbage_collected_between_tests: None) -> Iterator[None]:
+    yield
+    gc.collect()
 
 
 @pytest.fixture
