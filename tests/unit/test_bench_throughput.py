@@ -4,7 +4,8 @@ and the printed summary."""
 from __future__ import annotations
 
 import json
-import os
+import subprocess
+import sys
 
 import pytest
 
@@ -203,12 +204,33 @@ def test_figures_are_json_with_every_round_and_the_ratios() -> None:
     assert document["sizes"][0]["vs_stream"] == pytest.approx(1.5)
 
 
+# A child that touches 64 MiB when told to, then says so. A child, not the test's process: after
+# the whole suite that process is large, and the kernel may reclaim its cold pages while the
+# block runs, which takes from its RSS what the ballast adds.
+BALLAST = """
+import sys
+sys.stdin.readline()
+ballast = bytearray(64 * 1024 * 1024)
+ballast[::4096] = b"x" * len(ballast[::4096])
+print("touched", flush=True)
+sys.stdin.readline()
+"""
+
+
 def test_the_rss_of_a_live_process_is_sampled_until_the_block_ends() -> None:
-    with sampled_rss(os.getpid(), every=0.01) as memory:
-        ballast = bytearray(64 * 1024 * 1024)  # touched: resident
-        ballast[::4096] = b"x" * len(ballast[::4096])
-        assert memory == {}  # filled in when the block ends
-    del ballast
+    child = subprocess.Popen(
+        [sys.executable, "-c", BALLAST], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        with sampled_rss(child.pid, every=0.01) as memory:
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline().strip() == "touched"
+            assert memory == {}  # filled in when the block ends
+    finally:
+        child.kill()
+        child.wait()
 
     assert set(memory) == {"start", "peak", "end"}
     assert memory["peak"] >= memory["start"] + 60
