@@ -51,9 +51,12 @@ def parse_timestamp(value: str) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def source_client(settings: S3Settings, credentials: Mapping[str, Any] | None) -> S3Client:
+def source_client(
+    settings: S3Settings, credentials: Mapping[str, Any] | None, config: Config | None = None
+) -> S3Client:
     """A client for the store at `settings.endpoint_url` that signs with `credentials` (the
     decrypted `aws_*` fields of a source), or sends unsigned requests when there are none.
+    `config` adds to the client's own (timeouts, retries).
 
     A boto3 Session of its own keeps boto3 from looking anything up in the environment; its
     responses' timestamps are parsed with `parse_timestamp`, which listing a large prefix needs."""
@@ -63,16 +66,15 @@ def source_client(settings: S3Settings, credentials: Mapping[str, Any] | None) -
     )
     session = boto3.session.Session(botocore_session=core)
     region = (credentials or {}).get("aws_region") or settings.region
+    base = Config(s3={"addressing_style": "path"}, retries={"mode": "standard"})
+    if config is not None:
+        base = base.merge(config)
     if not credentials:
         return session.client(
             "s3",
             endpoint_url=settings.endpoint_url,
             region_name=region,
-            config=Config(
-                s3={"addressing_style": "path"},
-                retries={"mode": "standard"},
-                signature_version=UNSIGNED,
-            ),
+            config=base.merge(Config(signature_version=UNSIGNED)),
         )
     return session.client(
         "s3",
@@ -81,5 +83,5 @@ def source_client(settings: S3Settings, credentials: Mapping[str, Any] | None) -
         aws_secret_access_key=credentials["aws_secret_access_key"],
         aws_session_token=credentials.get("aws_session_token") or None,
         region_name=region,
-        config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}),
+        config=base,
     )

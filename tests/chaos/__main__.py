@@ -1,9 +1,9 @@
 """`python -m tests.chaos --trials N [--seed S] [--faults "kill-9 processor,restart kafka"]`
 
 Randomized fault trials on the stack `make up` started (`make chaos TRIALS=N`). Each trial
-starts a run of 36 small files, injects one fault at a random moment in its first seconds and
-checks that every row landed once, that file_state agrees with the table, and that the run
-ended `success` within the limit. One line per trial, then `N/N exact, max recovery S s`.
+starts a run of 36 or 120 small files, injects one fault at a random moment in its first
+seconds and checks that every row landed once, that file_state agrees with the table, and that
+the run ended `success` within the limit. One line per trial, then `N/N exact, max recovery S s`.
 
 It stops and kills shared components, so it holds /tmp/autoloader-stack.lock exclusively during
 each trial: do not wrap it in `flock`.

@@ -184,13 +184,17 @@ async def clean_up(clients: Clients, ingestion_id: str, table: str, prefix: str)
 def plans(
     count: int, seed: int, faults: list[str], max_delay: float, in_turn: bool = False
 ) -> list[Plan]:
-    """Which fault each trial injects, and when: at random, or the faults in turn."""
+    """Which fault each trial injects, and when: at random, or the faults in turn. Every
+    second trial lands 120 files in batches of 100, the first of which lists its folder
+    whole, so that faults also hit folder reads."""
     chooser = random.Random(seed)
     return [
         Plan(
             n,
             faults[(n - 1) % len(faults)] if in_turn else chooser.choice(faults),
             round(chooser.uniform(0, max_delay), 1),
+            files=36 if n % 2 else 120,
+            batch=5 if n % 2 else 100,
         )
         for n in range(1, count + 1)
     ]
@@ -201,6 +205,7 @@ def describe(result: Result, total: int) -> str:
     took = f"{result.seconds:.1f}s" if result.seconds is not None else "-"
     verdict = "exact" if result.exact else "NOT EXACT: " + "; ".join(result.problems)
     return (
-        f"trial {plan.number}/{total} {plan.fault} at {plan.delay:.1f}s: rows {result.rows}/"
+        f"trial {plan.number}/{total} {plan.fault} at {plan.delay:.1f}s, batches of "
+        f"{plan.batch}: rows {result.rows}/"
         f"{plan.expected} distinct {result.distinct}, run {result.status} in {took}: {verdict}"
     )

@@ -126,6 +126,9 @@ def test_the_operator_cli_prints_the_tenants_key_derived_from_the_secret() -> No
 
 def test_the_operator_cli_without_a_secret_names_the_setting() -> None:
     env = {k: v for k, v in os.environ.items() if k != "AUTOLOADER_COMMANDS_SIGNING_SECRET"}
+    # An AUTOLOADER_* variable keeps the CLI from loading the checkout's .local/stack.env,
+    # which holds the local stack's secret.
+    env.setdefault("AUTOLOADER_ENV", "development")
     printed = _autoloader(env, "commands", "signing-key", "--tenant", "acme")
     assert printed.returncode == 2
     assert "AUTOLOADER_COMMANDS_SIGNING_SECRET is not set" in printed.stderr

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from shared.spec import FormatSpec
+
 DECIMAL = re.compile(r"DECIMAL\(\d+,\s*\d+\)")
 PLAIN_FIELD = re.compile(r"(?<=[<,]\s)([^:<>,`\s]+):|(?<=<)([^:<>,`\s]+):")
 
@@ -22,6 +24,11 @@ PLAIN_FIELD = re.compile(r"(?<=[<,]\s)([^:<>,`\s]+):|(?<=<)([^:<>,`\s]+):")
 def not_blank() -> Column:
     """A line with more than whitespace in it."""
     return F.regexp_replace("value", r"\s+", "") != ""
+
+
+def readable(fmt: FormatSpec) -> bool:
+    """JSON, one record a line: the format this module reads."""
+    return fmt.type == "json" and not fmt.multiline
 
 
 class NotExpressible(ValueError):
@@ -33,10 +40,12 @@ def read_lines(
     paths: Sequence[str],
     source_column: str,
     options: Mapping[str, str] | None = None,
+    only: Column | None = None,
 ) -> DataFrame:
     """The batch's non-blank lines, with the file each came from (as Spark names it), cached.
     The paths are given as Spark must read them; folders never become partition columns.
-    `options` are the read's own (the source's credentials)."""
+    `options` are the read's own (the source's credentials); `only`, a filter on the file's
+    name, keeps a folder's other files from being read at all (Spark prunes files by it)."""
     lines = (
         spark.read.format("text")
         .options(**(options or {}))
@@ -44,6 +53,8 @@ def read_lines(
         .load(list(paths))
         .select("value", F.col("_metadata.file_path").alias(source_column))
     )
+    if only is not None:
+        lines = lines.where(only)
     return lines.where(not_blank()).cache()
 
 

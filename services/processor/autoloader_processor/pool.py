@@ -28,7 +28,7 @@ from prometheus_client import Counter, Histogram
 from pyspark.sql import SparkSession
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from autoloader_processor import claims
+from autoloader_processor import claims, json_lines
 from autoloader_processor.claims import Claim, ClaimedFile
 from autoloader_processor.engine import (
     SparkSlots,
@@ -38,6 +38,7 @@ from autoloader_processor.engine import (
     outage,
     spark_unreachable,
 )
+from autoloader_processor.folders import FolderSizer
 from autoloader_processor.iceberg import IcebergTables
 from autoloader_processor.reading import LISTING_TASKS, BatchReader
 from autoloader_processor.settings import ProcessorSettings
@@ -119,6 +120,7 @@ class Processor:
     dead_letter: DeadLetter
     s3: Any = None  # a boto3 client for outage probes
     cipher: CredentialCipher | None = None  # decrypts the ingestions' source credentials
+    folders: FolderSizer | None = None  # picks the folders a batch lists instead of its files
     ready_tables: set[str] = field(default_factory=set)
 
     async def drain(self, ingestion_id: uuid.UUID) -> int:
@@ -289,7 +291,10 @@ class Processor:
         # Per batch, not when the session is built: building one must not need the server.
         spark.conf.set(LISTING_TASKS, str(self.settings.listing_tasks))
         scheme_key = self.cipher.derived_key("filesystem-scheme") if self.cipher else None
-        reader = BatchReader(spark, spec, sizes, self.settings.tenancy.warehouse_bucket, scheme_key)
+        folders = self._folders(spec, list(sizes))
+        reader = BatchReader(
+            spark, spec, sizes, self.settings.tenancy.warehouse_bucket, scheme_key, folders
+        )
         try:
             read = reader.read()
             if read.failed and (down := self._outage(spark, table, files)):
@@ -309,6 +314,11 @@ class Processor:
             return Outcome(records=read.records, failed=read.failed)
         finally:
             reader.release()
+
+    def _folders(self, spec: IngestionSpec, paths: list[str]) -> list[str]:
+        if self.folders is None or not json_lines.readable(spec.format):
+            return []
+        return self.folders.folders(paths, spec.source.credentials)
 
     @staticmethod
     def _replayed(

@@ -8,6 +8,11 @@ the batch's own path before anything is counted or written; a file Spark names t
 the batch is an error, never a guess. Every file of the batch ends with records read from it,
 an empty-file verdict checked on its own, or the reason it failed.
 
+A JSON-lines batch may list some of its folders whole instead of naming their files (chosen
+by `folders.FolderSizer`), with a filter on Spark's decoded name for each file that keeps the
+folder's other files from being read. If that read fails, or misses a file that has bytes, the
+batch is read again file by file.
+
 Every read of a source carries the ingestion's own S3 credentials as read options, which
 Spark merges into the Hadoop configuration of that read only. Hadoop caches one FileSystem per
 scheme, bucket and user, built from the configuration of whoever asked first: a read of
@@ -24,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -34,13 +40,23 @@ from posixpath import basename
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from prometheus_client import Counter
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from autoloader_processor import json_lines
-from autoloader_processor.engine import spark_unreachable
+from autoloader_processor.engine import first_line, spark_unreachable
 from shared import errors
 from shared.spec import FormatSpec, IngestionSpec, S3Credentials
+
+log = logging.getLogger(__name__)
+
+FOLDER_READS = Counter(
+    "autoloader_folder_reads_total",
+    "Batches that listed folders whole instead of looking each file up: 'listed', or "
+    "'fell_back' when the batch was read again file by file",
+    ["outcome"],
+)
 
 SOURCE_FILE = "_source_file"
 INGESTED_AT = "_ingested_at"
@@ -133,6 +149,7 @@ class BatchRead:
     frame: DataFrame | None = None  # the rows to land, `_source_file` as in file state
     records: dict[str, int] = field(default_factory=dict)  # by batch path
     failed: dict[str, str] = field(default_factory=dict)  # by batch path: the reason
+    folders: list[str] = field(default_factory=list)  # listed whole (else file by file)
 
 
 def reader(spark: SparkSession, fmt: FormatSpec, options: Mapping[str, str]) -> Any:
@@ -159,10 +176,12 @@ class BatchReader:
         sizes: dict[str, int],
         warehouse_bucket: str | None = None,
         scheme_key: bytes | None = None,
+        folders: Sequence[str] = (),
     ):
         self.spark = spark
         self.spec = spec
         self.sizes = sizes  # batch path -> bytes
+        self.folders = list(folders)  # `s3://bucket/a/`: listed whole, see `folders.py`
         self.access = source_access(spec.source.credentials, scheme_key or process_scheme_key())
         self.options = self.access.options
         self.warehouse_bucket = warehouse_bucket
@@ -173,7 +192,10 @@ class BatchReader:
         result = BatchRead()
         paths = [p for p in self.sizes if not self._refused(p, result)]
         try:
-            frame, counts = self._count(paths)
+            folders = [f for f in self.folders if any(p.startswith(f) for p in paths)]
+            if through_folders := self._through_folders(paths, folders):
+                result.folders = folders
+            frame, counts = through_folders or self._count(paths)
         except BatchIdentityError:
             raise
         except Exception as error:
@@ -209,10 +231,44 @@ class BatchReader:
             return True
         return False
 
-    def _count(self, paths: Sequence[str]) -> tuple[DataFrame, dict[str, tuple[int, int]]]:
+    def _through_folders(
+        self, paths: Sequence[str], folders: Sequence[str]
+    ) -> tuple[DataFrame, dict[str, tuple[int, int]]] | None:
+        """The batch counted with `folders` (each holding some of `paths`, never a refused
+        file's alone) listed whole, or None when it must be read file by file: no folders, or
+        the read failed, or it missed a file that has bytes (a name Spark spells differently
+        from the filter; a file of blanks only, too)."""
+        if not folders or not json_lines.readable(self.spec.format):
+            return None
+        try:
+            frame, counts = self._count(paths, folders)
+        except BatchIdentityError:
+            raise
+        except Exception as error:
+            if spark_unreachable(error):
+                raise
+            log.info("the folder read failed, reading file by file: %s", first_line(error))
+        else:
+            missed = [p for p in paths if p not in counts and self.sizes[p] > 0]
+            if not missed:
+                FOLDER_READS.labels("listed").inc()
+                return frame, counts
+            log.info(
+                "the folder read missed %d files, e.g. %s: reading file by file",
+                len(missed),
+                missed[0],
+            )
+        FOLDER_READS.labels("fell_back").inc()
+        self.release()
+        self.spark_names.clear()
+        return None
+
+    def _count(
+        self, paths: Sequence[str], folders: Sequence[str] = ()
+    ) -> tuple[DataFrame, dict[str, tuple[int, int]]]:
         """The batch as one frame, and per batch path its rows and how many of them parsed,
         counted in one pass."""
-        frame = self._frame(paths).withColumn(INGESTED_AT, F.current_timestamp())
+        frame = self._frame(paths, folders).withColumn(INGESTED_AT, F.current_timestamp())
         rows = (
             frame.groupBy(SPARK_FILE)
             .agg(F.count(F.lit(1)).alias("total"), self._parsed(frame).alias("parsed"))
@@ -228,11 +284,16 @@ class BatchReader:
             self.spark_names[path] = row[SPARK_FILE]
         return frame, counts
 
-    def _frame(self, paths: Sequence[str]) -> DataFrame:
+    def _frame(self, paths: Sequence[str], folders: Sequence[str] = ()) -> DataFrame:
+        """The files' rows. `folders` (JSON lines only) are listed whole and their rows kept
+        only for `paths`: Spark's other readers would infer a schema from every file listed."""
         fmt = self.spec.format
         targets = [self.access.path(p) for p in paths]
-        if fmt.type == "json" and not fmt.multiline:
-            lines = json_lines.read_lines(self.spark, targets, SPARK_FILE, self.options)
+        if json_lines.readable(self.spec.format):
+            roots, only = targets, None
+            if folders:
+                roots, only = self._folder_roots(paths, folders), self._only(paths)
+            lines = json_lines.read_lines(self.spark, roots, SPARK_FILE, self.options, only)
             self.cached.append(lines)
             try:
                 return json_lines.parse(lines, fmt.schema_.rescued_data_column, SPARK_FILE)
@@ -246,6 +307,19 @@ class BatchReader:
         )
         self.cached.append(frame)
         return frame
+
+    def _folder_roots(self, paths: Sequence[str], folders: Sequence[str]) -> list[str]:
+        """The folders, and the files that are in none of them. A folder inside another is
+        left out: the outer one's listing holds it, and a file listed twice is read twice."""
+        outer = [f for f in folders if not any(f != o and f.startswith(o) for o in folders)]
+        alone = [p for p in paths if not p.startswith(tuple(outer))]
+        return [self.access.path(f) for f in outer] + [self.access.path(p) for p in alone]
+
+    def _only(self, paths: Sequence[str]) -> Column:
+        """Rows of these files only, by Spark's name for each, decoded (`+` stays literal)."""
+        names = [f"{self.access.scheme}://{p.split('://', 1)[1]}" for p in paths]
+        decoded = F.url_decode(F.replace(F.col(SPARK_FILE), F.lit("+"), F.lit("%2B")))
+        return decoded.isin(names)
 
     def _parsed(self, frame: DataFrame) -> Column:
         """Rows with a value in any data column: not only rescued text."""
@@ -323,3 +397,4 @@ class BatchReader:
         """Drop what this batch cached on the Spark server."""
         for frame in self.cached:
             frame.unpersist()
+        self.cached.clear()

@@ -58,6 +58,13 @@ class ProcessorSettings(BaseSettings):
         description="Spark tasks that look up a batch's files before reading them (Spark's "
         "default is a task per file, which costs more than the lookups)",
     )
+    folder_read_files_per_page: int = Field(
+        default=100,
+        ge=0,
+        description="a folder without subfolders is listed whole, instead of its files looked "
+        "up one by one, when the batch has at least this many files in it for each page of "
+        "1,000 keys the folder takes to list; 0 looks every file up",
+    )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     s3: S3Settings = Field(default_factory=S3Settings)

@@ -16,6 +16,7 @@ from sqlalchemy import delete, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from autoloader_processor.engine import SparkSlots
+from autoloader_processor.folders import FolderSizer
 from autoloader_processor.pool import Processor
 from autoloader_processor.settings import ProcessorSettings
 from shared.db import session_factory
@@ -136,10 +137,12 @@ def processor(
         dead_letters.append(event)
 
     slots = SparkSlots(build, 1)
+    settings = ProcessorSettings(worker_id="it-processor", retry_base_seconds=0)
     yield Processor(
-        settings=ProcessorSettings(worker_id="it-processor", retry_base_seconds=0),
+        settings=settings,
         sessions=sessions,
         slots=slots,
         dead_letter=dead_letter,
+        folders=FolderSizer(settings.s3, settings.folder_read_files_per_page),
     )
     slots.close_all()

@@ -1,5 +1,7 @@
 """One Spark pass over a batch of awkwardly named files: every file keeps its identity and ends
-with the rows read from it, an empty verdict, or its reason; none fails its neighbours."""
+with the rows read from it, an empty verdict, or its reason; none fails its neighbours. Each
+test runs twice: with the files named one by one, and with every folder of the batch listed
+whole (as `FolderSizer` may choose), beside files of other batches that must not be read."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from autoloader_processor.folders import by_folder
 from autoloader_processor.reading import SOURCE_FILE, BatchReader
 from shared.spec import IngestionSpec
 from tests.integration.processor.conftest import BUCKET, Landing
@@ -39,6 +42,22 @@ AWKWARD = [
 ]
 
 
+READS = ["file by file", "through folders"]
+
+
+def folders_of(how: str, sizes: dict[str, int]) -> list[str]:
+    return sorted(by_folder(list(sizes))) if how == "through folders" else []
+
+
+def put_neighbours(s3: Any, landing: Landing, names: list[str]) -> None:
+    """Files beside the batch's, in its folders, that are not the batch's: one that would fail
+    the read if Spark read it, and one whose name decodes to a batch file's if `+` were a space."""
+    for folder in {n.rpartition("/")[0] for n in names}:
+        inside = f"{folder}/" if folder else ""
+        put(s3, landing, f"{inside}not-gzip.json.gz", b"Spark fails to read this")
+        put(s3, landing, f"{inside}a b.json", lines("not in the batch", 5))
+
+
 def put(s3: Any, landing: Landing, name: str, body: bytes) -> tuple[str, int]:
     s3.put_object(Bucket=BUCKET, Key=f"{landing.prefix}/{name}", Body=body)
     return landing.path(name), len(body)
@@ -48,12 +67,17 @@ def lines(name: str, rows: int) -> bytes:
     return "\n".join(json.dumps({"name": name, "row": r}) for r in range(rows)).encode()
 
 
-def test_every_awkward_key_is_read_with_its_own_rows(s3: Any, spark: Any, landing: Landing) -> None:
+@pytest.mark.parametrize("how", READS)
+def test_every_awkward_key_is_read_with_its_own_rows(
+    s3: Any, spark: Any, landing: Landing, how: str
+) -> None:
     sizes = dict(put(s3, landing, n, lines(n, i + 1)) for i, n in enumerate(AWKWARD))
-    reader = BatchReader(spark, landing.spec, sizes)
+    put_neighbours(s3, landing, AWKWARD)
+    reader = BatchReader(spark, landing.spec, sizes, folders=folders_of(how, sizes))
     try:
         read = reader.read()
         assert read.failed == {}
+        assert read.folders == folders_of(how, sizes)  # not read again file by file
         assert read.records == {landing.path(n): i + 1 for i, n in enumerate(AWKWARD)}
         assert read.frame is not None
         landed = {
@@ -66,8 +90,9 @@ def test_every_awkward_key_is_read_with_its_own_rows(s3: Any, spark: Any, landin
         reader.release()
 
 
+@pytest.mark.parametrize("how", READS)
 def test_bad_empty_and_hidden_files_are_judged_alone_and_the_rest_land(
-    s3: Any, spark: Any, landing: Landing
+    s3: Any, spark: Any, landing: Landing, how: str
 ) -> None:
     gzip_spec = IngestionSpec.model_validate(
         {**landing.spec.model_dump(mode="json", by_alias=True), "format": {"type": "json"}}
@@ -84,12 +109,13 @@ def test_bad_empty_and_hidden_files_are_judged_alone_and_the_rest_land(
             put(s3, landing, "fine.json.gz", gzip.compress(lines("gz", 3))),
         ]
     )
-    reader = BatchReader(spark, gzip_spec, sizes)
+    reader = BatchReader(spark, gzip_spec, sizes, folders=folders_of(how, sizes))
     try:
         read = reader.read()
     finally:
         reader.release()
     path = landing.path
+    assert read.folders == []  # a blank file with bytes, and a broken one: read file by file
     assert read.records == {
         path("good.json"): 4,
         path("k=v/good.json"): 2,

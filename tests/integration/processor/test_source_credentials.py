@@ -188,11 +188,17 @@ def spec_for(bucket: str, keys: Keys | None) -> IngestionSpec:
     )
 
 
-def read(spark: Any, bucket: str, keys: Keys | None, warehouse: str | None = None) -> Any:
+def read(
+    spark: Any, bucket: str, keys: Keys | None, warehouse: str | None = None, folders: bool = False
+) -> Any:
+    """The file's records and failure; with `folders`, its folder is listed whole, and the
+    listing must be the way it was read whenever it was read."""
     path = f"s3://{bucket}/data/part-0.json"
-    reader = BatchReader(spark, spec_for(bucket, keys), {path: 1}, warehouse)
+    listed = [f"s3://{bucket}/data/"] if folders else []
+    reader = BatchReader(spark, spec_for(bucket, keys), {path: 1}, warehouse, folders=listed)
     try:
         result = reader.read()
+        assert result.folders == (listed if path in result.records else [])
         return result.records.get(path), result.failed.get(path)
     finally:
         reader.release()
@@ -263,6 +269,20 @@ def test_a_file_in_the_warehouse_bucket_is_never_read(
 
     assert records is None
     assert reason == "the warehouse bucket is not a source: access denied"
+
+
+def test_a_folder_listed_whole_is_listed_with_the_reads_own_keys(
+    spark: Any, buckets: Callable[[], str], identity: MakeKeys
+) -> None:
+    bucket = buckets()
+    reader_keys = identity([f"Read:{bucket}", f"List:{bucket}"])
+    outsider = identity(["List:nothing-here"])
+
+    assert read(spark, bucket, reader_keys, folders=True) == (ROWS, None)
+    assert read(spark, bucket, outsider, folders=True)[1] is not None
+    assert read(spark, bucket, None, folders=True)[1] is not None
+    records, reason = read(spark, bucket, reader_keys, warehouse=bucket, folders=True)
+    assert (records, reason) == (None, "the warehouse bucket is not a source: access denied")
 
 
 def sdk_timer_threads() -> int:
