@@ -64,7 +64,7 @@ def _gone(pid: int) -> bool:
         return True
     try:  # a zombie is gone too: it only waits for the server to reap it
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
-    except FileNotFoundError:  # reaped since
+    except (FileNotFoundError, ProcessLookupError):  # reaped since, before or after the open
         return True
 
 
