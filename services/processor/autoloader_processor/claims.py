@@ -41,6 +41,7 @@ class ClaimedFile:
 class Claim:
     token: str
     files: list[ClaimedFile]
+    fresh: bool = False  # its batch id was made by this claim: no table can hold it yet
 
     @property
     def ids(self) -> list[int]:
@@ -180,7 +181,7 @@ async def _take(
         )
         for row in claimed.all()
     ]
-    return Claim(token, sorted(files, key=lambda f: f.id))
+    return Claim(token, sorted(files, key=lambda f: f.id), fresh=batch_id is None)
 
 
 def _held(claim: Claim) -> list[ColumnElement[bool]]:

@@ -259,7 +259,7 @@ class Processor:
 
         try:
             return await asyncio.to_thread(
-                self._write, spark, spec, table, files, claim.token, check_held
+                self._write, spark, spec, table, files, claim, check_held
             )
         except ClaimLost as error:
             log.warning("claim lost, batch not committed: %s", error)
@@ -278,13 +278,14 @@ class Processor:
         spec: IngestionSpec,
         table: str,
         files: Sequence[ClaimedFile],
-        token: str,
+        claim: Claim,
         check_held: Callable[[], None],
     ) -> Outcome:
-        """In a worker thread: read the files and publish them, unless the batch is in."""
+        """In a worker thread: read the files and publish them, unless the batch is in. A batch
+        id this claim made is in no table: only a batch tried before needs the look."""
         tables = IcebergTables(spark, self.ready_tables)
         batch_id = files[0].batch_id
-        if (landed := tables.published(table, batch_id)) is not None:
+        if not claim.fresh and (landed := tables.published(table, batch_id)) is not None:
             log.info("batch %s is already in %s as snapshot %s", batch_id, table, landed)
             return self._replayed(tables, table, landed, files)
         sizes = {f.path: f.size for f in files}
@@ -301,7 +302,7 @@ class Processor:
                 raise Outage(down)
             if read.frame is not None:
                 tables.ensure_table(table, read.frame)
-                staged = tables.stage(spec, table, read.frame, batch_id, token)
+                staged = tables.stage(spec, table, read.frame, batch_id, claim.token)
                 check_held()
                 snapshot = tables.publish(table, staged)
                 if snapshot is None:

@@ -68,6 +68,9 @@ S3A = "org.apache.hadoop.fs.s3a."
 # lookups (500 files: 3 s, against 1 s in 16 tasks).
 LISTING_TASKS = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
 S3_SCHEME = re.compile(r"s3a?(-[0-9a-f]+)?://")
+# The landing rows are written in one task per this many bytes of source files (Spark's own
+# read split): a batch of small files makes a few data files, not one per read task.
+WRITE_TASK_BYTES = 128 * 1024 * 1024
 ACCESS_DENIED = re.compile(r"AccessDenied|403 Forbidden|Status Code: 403|InvalidAccessKeyId")
 
 
@@ -384,13 +387,16 @@ class BatchReader:
         return text.where(json_lines.not_blank()).limit(1).count() == 0
 
     def _with_source_file(self, frame: DataFrame, landing: Sequence[str]) -> DataFrame:
-        """Only the landing files' rows, `_source_file` set to each file's own path."""
+        """Only the landing files' rows, `_source_file` set to each file's own path, in one
+        write task per `WRITE_TASK_BYTES` of them."""
         names = {self.spark_names[p]: p for p in landing}
         mapping = F.create_map(*chain.from_iterable((F.lit(k), F.lit(v)) for k, v in names.items()))
+        tasks = -(-sum(self.sizes[p] for p in landing) // WRITE_TASK_BYTES)
         return (
             frame.where(F.col(SPARK_FILE).isin(list(names)))
             .withColumn(SOURCE_FILE, mapping[F.col(SPARK_FILE)])
             .drop(SPARK_FILE)
+            .coalesce(max(1, tasks))
         )
 
     def release(self) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from autoloader_processor import claims
-from autoloader_processor.claims import ClaimedFile
+from autoloader_processor.claims import Claim, ClaimedFile
 from autoloader_processor.pool import Outcome, Processor
 from shared.models import FileState
 from tests.integration.processor.conftest import Landing, record_files
@@ -43,7 +43,7 @@ async def test_a_hung_batch_gives_its_claim_up_within_the_timeout_and_a_lease(
         spec: Any,
         table: str,
         files: Sequence[ClaimedFile],
-        token: str,
+        claim: Claim,
         check_held: Callable[[], None],
     ) -> Outcome:
         """Spark's call that does not return until the test says so; then the commit check."""

@@ -74,6 +74,7 @@ async def test_overlapping_holders_of_one_batch_land_it_once(
     await expire_lease(sessions, ids)
     second = await claim(sessions, landing, "second")
     assert second.ids == first.ids
+    assert first.fresh and not second.fresh  # the replay key was made before: look it up
     assert {f.batch_id for f in second.files} == {first.files[0].batch_id}
     async with sessions() as session:
         assert not await claims.renew(session, first, 20)
@@ -199,6 +200,7 @@ async def test_fresh_files_never_take_the_replay_key_of_a_batch_not_yet_claimabl
     fresh = await claim(sessions, landing, "next")
     assert fresh.ids == [f3]
     assert fresh.files[0].batch_id != batch.files[0].batch_id
+    assert batch.fresh and fresh.fresh  # ids this claim made: no table can hold them yet
 
 
 async def test_files_a_replayed_commit_does_not_hold_are_retried_not_recorded_empty(

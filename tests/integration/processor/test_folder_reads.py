@@ -133,6 +133,8 @@ async def test_a_batch_lands_through_its_folder_beside_files_that_are_not_its_ow
         }
     landed = spark.table(landing.table).groupBy("_source_file").count().collect()
     assert {row["_source_file"]: row["count"] for row in landed} == dict.fromkeys(sizes, 3)
+    # 100 small files are written as one data file, not one per read task.
+    assert spark.sql(f"SELECT file_path FROM {landing.table}.files").count() == 1
 
 
 def listed() -> float:
