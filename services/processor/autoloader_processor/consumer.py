@@ -92,7 +92,7 @@ def broker_factory(settings: ProcessorSettings) -> tuple[KafkaBroker, Processor]
             key = message.raw_message.key  # type: ignore[union-attr]
             await dead_letters.send(body, key, f"unparseable file event: {error}")
             return
-        done = await processor.drain(event.ingestion_id)
+        done = await processor.drain(event.ingestion_id, workers=settings.pool_size)
         log.log(
             logging.INFO if done else logging.DEBUG,  # a drain that found nothing is not news
             "processed %d files",

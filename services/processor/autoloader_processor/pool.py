@@ -123,14 +123,33 @@ class Processor:
     folders: FolderSizer | None = None  # picks the folders a batch lists instead of its files
     ready_tables: set[str] = field(default_factory=set)
 
-    async def drain(self, ingestion_id: uuid.UUID) -> int:
-        """Process the ingestion's claimable files until none are left or the infrastructure
-        is out; return how many files were handled."""
+    async def drain(self, ingestion_id: uuid.UUID, workers: int = 1) -> int:
+        """Process the ingestion's claimable files, up to `workers` batches at once, until none
+        are left or the infrastructure is out; return how many files were handled."""
         async with self.sessions() as session:
             ingestion = await session.get(Ingestion, ingestion_id)
         if ingestion is None or ingestion.deleted_at is not None:
             return 0
         spec = self._with_credentials(ingestion, IngestionSpec.model_validate(ingestion.spec))
+        return await self.land(ingestion, spec, workers)
+
+    async def land(self, ingestion: Ingestion, spec: IngestionSpec, workers: int = 1) -> int:
+        """`workers` loops of claim and process over the ingestion's claimable files.
+
+        One ingestion's file events share a Kafka partition, so one consumer gets them all, one
+        at a time: with one loop, a backlog would be landed one batch after another while the
+        pool's other Spark sessions sat idle. Each loop claims its own batches (`SKIP LOCKED`);
+        all of them finish before an error of one is raised."""
+        results = await asyncio.gather(
+            *(self._drain(ingestion, spec) for _ in range(workers)), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return sum(r for r in results if isinstance(r, int))
+
+    async def _drain(self, ingestion: Ingestion, spec: IngestionSpec) -> int:
+        """One loop of `land`: batch after batch until none is left or an outage."""
         done = 0
         while claim := await self._claim(ingestion, spec):
             with BATCH_SECONDS.time():
