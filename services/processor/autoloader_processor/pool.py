@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from autoloader_processor import claims, json_lines
 from autoloader_processor.claims import Claim, ClaimedFile
 from autoloader_processor.engine import (
+    SlotSession,
     SparkSlots,
     buckets_of,
     catalog_failed,
@@ -149,15 +150,20 @@ class Processor:
         return sum(r for r in results if isinstance(r, int))
 
     async def _drain(self, ingestion: Ingestion, spec: IngestionSpec) -> int:
-        """One loop of `land`: batch after batch until none is left or an outage."""
+        """One loop of `land`: a free Spark session, then a batch claimed for it, until none is
+        left or an outage. Claiming only with a session in hand leaves no batch claimed and
+        idle here while another processor could land it."""
         done = 0
-        while claim := await self._claim(ingestion, spec):
-            with BATCH_SECONDS.time():
-                healthy = await self.process(ingestion, spec, claim)
+        while True:
+            async with self.slots.session() as slot:
+                if (claim := await self._claim(ingestion, spec)) is None:
+                    return done
+                with BATCH_SECONDS.time():
+                    async with self._holding(claim) as hold:
+                        healthy = await self._process(ingestion, spec, claim, slot, hold)
             if not healthy:
-                break  # an outage: the sweep comes back after the backoff
+                return done  # an outage: the sweep comes back after the backoff
             done += len(claim.files)
-        return done
 
     def _with_credentials(self, ingestion: Ingestion, spec: IngestionSpec) -> IngestionSpec:
         """The spec with the source's own credentials, with which Spark reads its files: they
@@ -183,23 +189,29 @@ class Processor:
                 )
 
     async def process(self, ingestion: Ingestion, spec: IngestionSpec, claim: Claim) -> bool:
+        """Land a claim taken elsewhere; False after an outage. Its heartbeat starts first:
+        waiting for a free Spark session must not lose the claim."""
+        async with self._holding(claim) as hold, self.slots.session() as slot:
+            return await self._process(ingestion, spec, claim, slot, hold)
+
+    async def _process(
+        self, ingestion: Ingestion, spec: IngestionSpec, claim: Claim, slot: SlotSession, hold: Hold
+    ) -> bool:
         """Land the claim's files, one commit per target table; False after an outage."""
         by_table: dict[str | None, list[ClaimedFile]] = defaultdict(list)
         for file in claim.files:
             by_table[file.target_table].append(file)
         healthy = True
-        # The heartbeat starts first: waiting for a free Spark session must not lose the claim.
-        async with self._holding(claim) as hold, self.slots.session() as slot:
-            for target, files in by_table.items():
-                table = quoted(target) if target else spec.destination.qualified
-                if refused := await self._refused(ingestion, target or destination_of(spec)):
-                    failed = dict.fromkeys((f.path for f in files), refused)
-                    outcome = Outcome(failed=failed, refused=True)
-                else:
-                    outcome = await self._land(slot.spark, spec, claim, table, files, hold)
-                if outcome.outage:
-                    slot.broken, healthy = True, False
-                await self._record(ingestion, claim, table, files, outcome)
+        for target, files in by_table.items():
+            table = quoted(target) if target else spec.destination.qualified
+            if refused := await self._refused(ingestion, target or destination_of(spec)):
+                failed = dict.fromkeys((f.path for f in files), refused)
+                outcome = Outcome(failed=failed, refused=True)
+            else:
+                outcome = await self._land(slot.spark, spec, claim, table, files, hold)
+            if outcome.outage:
+                slot.broken, healthy = True, False
+            await self._record(ingestion, claim, table, files, outcome)
         return healthy
 
     async def _refused(self, ingestion: Ingestion, qualified: str) -> str | None:
