@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PIP_CACHE_DIR ?= $(HOME)/.cache/autoloader/pip
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up down status env test test-unit lint typecheck check asyncapi clean helm promtool bench bench-latency bench-discovery chaos
+.PHONY: help venv up down status env test test-unit lint typecheck check asyncapi clean helm promtool bench bench-latency bench-batch bench-discovery chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -83,6 +83,9 @@ bench: up ## Autoloader against one Spark batch and Spark's file stream, 2,000 a
 
 bench-latency: up ## upload to rows visible, by notification: 1 upload/s for 60 s, then 1,000 at once
 	@set -a && source .local/stack.env && set +a && $(PY) -m benchmarks.latency $(BENCH_ARGS)
+
+bench-batch: up ## one batch of 500 files step by step, with its Spark jobs, beside the limit's read
+	@set -a && source .local/stack.env && set +a && $(PY) -m benchmarks.batch_profile $(BENCH_ARGS)
 
 bench-discovery: up ## discovery of 100,000 keys, 50,000 already known: time and database round trips
 	@set -a && source .local/stack.env && set +a && $(PY) -m benchmarks.discovery_scale $(BENCH_ARGS)
