@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         spark.stop()
         delete_prefix(s3_client(S3Settings()), BUCKET, prefix)
     figures = {"parameters": vars(args), "rounds": rounds}
-    print(f"figures saved to {save('batch', figures)}")
+    save("batch", figures)
     return 0
 
 
