@@ -8,7 +8,8 @@ the cherry-pick, the look for a re-claimed batch's commit, and the cache release
 prints its wall time, its Spark jobs, and their tasks with the tasks' summed run time (from
 Spark's UI API, `--spark-ui`), which is what two task slots share. `--write-per-read-partition`
 writes with one task per read partition, as the processor did before it coalesced the write,
-for comparison. Figures also go to bench-results/batch-*.json. Needs `make up`.
+for comparison. A step's jobs are every job the Spark server ran during it, so run this on an
+otherwise idle stack. Figures also go to bench-results/batch-*.json. Needs `make up`.
 """
 
 from __future__ import annotations
