@@ -30,6 +30,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -391,7 +392,7 @@ class BatchReader:
         write task per `WRITE_TASK_BYTES` of them."""
         names = {self.spark_names[p]: p for p in landing}
         mapping = F.create_map(*chain.from_iterable((F.lit(k), F.lit(v)) for k, v in names.items()))
-        tasks = -(-sum(self.sizes[p] for p in landing) // WRITE_TASK_BYTES)
+        tasks = math.ceil(sum(self.sizes[p] for p in landing) / WRITE_TASK_BYTES)
         return (
             frame.where(F.col(SPARK_FILE).isin(list(names)))
             .withColumn(SOURCE_FILE, mapping[F.col(SPARK_FILE)])
