@@ -5,15 +5,19 @@ whole (as `FolderSizer` may choose), beside files of other batches that must not
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import json
+import re
 import unicodedata
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from autoloader_processor.folders import by_folder
-from autoloader_processor.reading import SOURCE_FILE, BatchReader
+from autoloader_processor.reading import INGESTED_AT, SOURCE_FILE, BatchReader
 from shared.spec import IngestionSpec
 from tests.integration.processor.conftest import BUCKET, Landing
 
@@ -75,16 +79,17 @@ def test_every_awkward_key_is_read_with_its_own_rows(
     put_neighbours(s3, landing, AWKWARD)
     reader = BatchReader(spark, landing.spec, sizes, folders=folders_of(how, sizes))
     try:
+        began = datetime.now(UTC)
         read = reader.read()
         assert read.failed == {}
         assert read.folders == folders_of(how, sizes)  # not read again file by file
         assert read.records == {landing.path(n): i + 1 for i, n in enumerate(AWKWARD)}
         assert read.frame is not None
-        landed = {
-            row[SOURCE_FILE]: row["count"]
-            for row in read.frame.groupBy(SOURCE_FILE).count().collect()
-        }
-        assert landed == read.records
+        rows = read.frame.groupBy(SOURCE_FILE, INGESTED_AT).count().collect()
+        assert {row[SOURCE_FILE]: row["count"] for row in rows} == read.records
+        ingested_at = {row[INGESTED_AT].astimezone(UTC) for row in rows}
+        assert len(ingested_at) == 1  # one time for the whole batch
+        assert began <= ingested_at.pop() <= datetime.now(UTC)
         assert "dt" not in read.frame.columns and "hour" not in read.frame.columns
     finally:
         reader.release()
@@ -127,3 +132,29 @@ def test_bad_empty_and_hidden_files_are_judged_alone_and_the_rest_land(
     assert "parsed" in read.failed[path("garbage.json")]
     assert "unreadable" in read.failed[path("broken.json.gz")]
     assert "rename" in read.failed[path("_hidden.json")]
+
+
+def generated_code(frame: Any) -> list[str]:
+    """The Java code Spark generates for the frame's stages, without the plans it prints."""
+    with contextlib.redirect_stdout(io.StringIO()) as shown:
+        frame.explain("codegen")
+    return [line for line in shown.getvalue().splitlines() if re.match(r"/\* *\d+ \*/", line)]
+
+
+def test_batches_of_one_shape_share_their_generated_code(
+    s3: Any, spark: Any, landing: Landing
+) -> None:
+    """Spark compiles generated code once per text. A batch's own value written into the code
+    (a timestamp literal is) would compile every batch's write again, on a busy server."""
+    codes = []
+    for batch in ("one", "two"):
+        sizes = dict(put(s3, landing, f"{batch}/{i}.json", lines(batch, 3)) for i in range(3))
+        reader = BatchReader(spark, landing.spec, sizes)
+        try:
+            read = reader.read()
+            assert read.frame is not None and read.failed == {}
+            codes.append(generated_code(read.frame))
+        finally:
+            reader.release()
+    assert codes[0], "no generated code found in the plan's explanation"
+    assert codes[0] == codes[1]
