@@ -14,7 +14,8 @@ Autoloader's phases in seconds from the trigger, as medians: queued (the run row
 flow running (started_at), discovered (the latest discovered_at of the run's files), first and
 last commit (when the first and last data snapshot became the table's current one) and run
 closed (finished_at). Each Autoloader round also shows the processor's resident memory (RSS)
-when the run starts, at its peak and when it ends, sampled every 0.25 s. A round whose table
+when the run starts, at its peak and when it ends, sampled every 0.25 s. Every round shows the
+CPU time each part of the stack used while it was timed (`benchmarks/cpu.py`). A round whose table
 does not hold files x rows rows is an error, never a figure. Figures also go to
 bench-results/throughput-*.json. Needs `make up`.
 """
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
+from benchmarks.cpu import cpu_used, format_cpu
 from benchmarks.report import machine, median, save
 from shared.s3 import s3_client
 from shared.settings import S3Settings, SparkSettings
@@ -73,6 +75,7 @@ class Measured:
     phases: dict[str, float] = field(default_factory=dict)
     commits: int | None = None
     memory: dict[str, float] = field(default_factory=dict)  # the processor's RSS, MiB
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds by part of the stack
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class Round:
     phases: dict[str, float] = field(default_factory=dict)
     commits: int | None = None
     memory: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def files_per_second(self) -> float | None:
@@ -143,6 +147,7 @@ def judged(column: Column, files: int, number: int, measured: Measured, expected
         measured.phases,
         measured.commits,
         measured.memory,
+        measured.cpu,
     )
 
 
@@ -207,6 +212,8 @@ def format_round(r: Round, repeat: int) -> str:
         text += f"  ({r.commits} commits; {format_phases(r.phases)})"
     if r.memory:
         text += f"\n{'':>14}processor RSS {format_memory(r.memory)}"
+    if r.cpu and r.seconds:
+        text += f"\n{'':>14}{format_cpu(r.cpu, r.seconds)}"
     return text
 
 
@@ -353,29 +360,31 @@ def fresh_table(spark: Any, kind: str) -> Iterator[str]:
 def one_batch(spark: Any, source: str) -> Measured:
     """The limit: one read of every file, one Iceberg commit."""
     with fresh_table(spark, "batch") as table:
-        began = time.monotonic()
-        spark.read.schema(SCHEMA).json(s3a(source)).writeTo(table).append()
-        seconds = time.monotonic() - began
-        return Measured(seconds, count_rows(spark, table))
+        with cpu_used() as cpu:
+            began = time.monotonic()
+            spark.read.schema(SCHEMA).json(s3a(source)).writeTo(table).append()
+            seconds = time.monotonic() - began
+        return Measured(seconds, count_rows(spark, table), cpu=cpu)
 
 
 def file_stream(spark: Any, source: str) -> Measured:
     checkpoint = f"{SCRATCH}/{uuid.uuid4().hex}/"
     try:
         with fresh_table(spark, "stream") as table:
-            began = time.monotonic()
-            query = (
-                spark.readStream.schema(SCHEMA)
-                .json(s3a(source))
-                .writeStream.format("iceberg")
-                .outputMode("append")
-                .trigger(availableNow=True)
-                .option("checkpointLocation", f"s3a://warehouse/{checkpoint}")
-                .toTable(table)
-            )
-            query.awaitTermination()
-            seconds = time.monotonic() - began
-            return Measured(seconds, count_rows(spark, table))
+            with cpu_used() as cpu:
+                began = time.monotonic()
+                query = (
+                    spark.readStream.schema(SCHEMA)
+                    .json(s3a(source))
+                    .writeStream.format("iceberg")
+                    .outputMode("append")
+                    .trigger(availableNow=True)
+                    .option("checkpointLocation", f"s3a://warehouse/{checkpoint}")
+                    .toTable(table)
+                )
+                query.awaitTermination()
+                seconds = time.monotonic() - began
+            return Measured(seconds, count_rows(spark, table), cpu=cpu)
     finally:
         delete_prefix(s3_client(S3Settings()), "warehouse", checkpoint)
 
@@ -530,12 +539,12 @@ def autoloader(
     ingestion_id = api.post("/api/v1/ingestions", json=body).raise_for_status().json()["id"]
     try:
         wait_synced(api, ingestion_id)
-        with sampled_rss(processor_pid()) as memory:
+        with sampled_rss(processor_pid()) as memory, cpu_used() as cpu:
             triggered, seconds, run = run_to_end(api, ingestion_id, timeout)
         commits = commit_times(spark, table)
         moments = phases(triggered, run, latest_discovery(api, ingestion_id), commits)
         count = commits.count if commits else None
-        return Measured(seconds, count_rows(spark, table), moments, count, memory)
+        return Measured(seconds, count_rows(spark, table), moments, count, memory, cpu)
     finally:
         api.delete(f"/api/v1/ingestions/{ingestion_id}")
         spark.sql(f"DROP TABLE IF EXISTS {table} PURGE")

@@ -248,3 +248,9 @@ def test_an_autoloader_round_shows_the_processor_memory() -> None:
     memory = {"start": 301.4, "peak": 352.6, "end": 310.0}
     text = format_round(a_round("autoloader", 20.0, commits=4, memory=memory), 3)
     assert text.splitlines()[1].strip() == "processor RSS start 301 -> peak 353 -> end 310 MiB"
+
+
+def test_a_round_shows_the_cpu_each_part_used() -> None:
+    text = format_round(a_round("limit", 4.0, cpu={"spark": 3.14, "seaweedfs": 1.4}), 3)
+    line = text.splitlines()[1].strip()
+    assert line.startswith("spark 3.1, seaweedfs 1.4 CPU s; 4.5 of ")
