@@ -100,6 +100,10 @@ class SparkConnect(Component):
             "spark.ui.port": str(a.spark_ui_port),
             "spark.sql.catalogImplementation": "in-memory",
             "spark.sql.shuffle.partitions": "4",
+            # Compiled code is cached by its text; the default 100 entries let a run's queries
+            # evict each other's, and a run's first batches compiled their stages again
+            # (Janino, then the JIT). See docs/performance.md.
+            "spark.sql.codegen.cache.maxEntries": "1000",
             "spark.sql.extensions": (
                 "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
             ),
