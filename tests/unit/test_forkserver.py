@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from autoloader_discovery.forkserver import SIZE, SOCKET_ENV
+from autoloader_discovery.forkserver import PRELOAD, SIZE, SOCKET_ENV
 
 pytestmark = pytest.mark.unit
 
@@ -149,3 +149,16 @@ def test_a_broken_request_leaves_the_server_serving_the_next_client(
     code, out, err = _run_client({SOCKET_ENV: server, "PREFECT__FLOW_RUN_ID": "run-2"}, tmp_path)
 
     assert (code, out) == (0, f"run run-2 in {tmp_path}\n"), err
+
+
+def test_the_server_preloads_and_freezes_what_its_children_share() -> None:
+    probe = (
+        "import gc, sys; from autoloader_discovery.forkserver import preload; preload(); "
+        "print(gc.get_freeze_count(), ' '.join(sorted(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    frozen, modules = result.stdout.splitlines()[-1].split(" ", 1)
+    assert int(frozen) > 10_000  # Prefect alone brings far more objects than that
+    assert set(PRELOAD) <= set(modules.split())
