@@ -1,8 +1,9 @@
 """CPU time by part of the stack during a benchmark round, read from /proc (Linux only).
 
 A process is named by its command line (`PARTS`); processes of no part are left out. A
-process that ends within the round and was not a child of one of the parts (whose CPU its
-parent then counts) is missed, so the figures are a lower bound.
+process that ends within the round is counted through its parent's children time, which is
+right when the parent is of the same part and waits for it (PostgreSQL's backends, the flow
+runs the fork server forks); one whose parent does not wait for it is missed.
 """
 
 from __future__ import annotations
@@ -63,12 +64,19 @@ def snapshot(proc: Path = PROC) -> dict[int, tuple[str, float]]:
 def used(
     before: Mapping[int, tuple[str, float]], after: Mapping[int, tuple[str, float]]
 ) -> dict[str, float]:
-    """CPU seconds each part used between two snapshots, most first."""
+    """CPU seconds each part used between two snapshots, most first.
+
+    A process that ended in between has all its CPU counted again in its parent's children
+    time (PostgreSQL's backends, the fork server's flow runs): what it had used before is
+    taken off its part, so that only the round's share is left."""
     by_part: dict[str, float] = {}
     for pid, (part, seconds) in after.items():
         start = before[pid][1] if pid in before and before[pid][0] == part else 0.0
-        by_part[part] = by_part.get(part, 0.0) + max(0.0, seconds - start)
-    return dict(sorted(by_part.items(), key=lambda item: -item[1]))
+        by_part[part] = by_part.get(part, 0.0) + seconds - start
+    for pid, (part, seconds) in before.items():
+        if after.get(pid, ("", 0.0))[0] != part:  # ended, or the pid names another process
+            by_part[part] = by_part.get(part, 0.0) - seconds
+    return dict(sorted(((p, s) for p, s in by_part.items() if s > 0), key=lambda i: -i[1]))
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -53,15 +54,21 @@ def test_seconds_count_the_process_and_its_waited_for_children() -> None:
 def test_a_part_uses_what_its_processes_used_between_snapshots(tmp_path: Path) -> None:
     process(tmp_path, 10, SPARK, (TICK, 0, 0))
     process(tmp_path, 11, "/venv/bin/weed server", (TICK, 0, 0))
+    process(tmp_path, 14, "postgres: main", (TICK, 0, 0))
+    process(tmp_path, 15, "postgres: autoloader autoloader 127.0.0.1(1) idle", (9 * TICK, 0, 0))
     process(tmp_path, 12, "/usr/bin/python3 /tmp/other.py", (TICK, 0, 0))
     before = cpu.snapshot(tmp_path)
     process(tmp_path, 10, SPARK, (5 * TICK, TICK, 0))  # 5 s more
     process(tmp_path, 11, KAFKA, (3 * TICK, 0, 0))  # the pid now names another process
     process(tmp_path, 13, FORKSERVER, (TICK, 0, TICK))  # new in the round: all of it counts
+    # The backend used 1 s more, then ended: its 10 s are now the postmaster's children time.
+    shutil.rmtree(tmp_path / "15")
+    process(tmp_path, 14, "postgres: main", (TICK, 0, 10 * TICK))
     assert cpu.used(before, cpu.snapshot(tmp_path)) == {
         "spark": pytest.approx(5.0),
         "kafka": pytest.approx(3.0),
         "flow runs": pytest.approx(2.0),
+        "postgres": pytest.approx(1.0),
     }
 
 

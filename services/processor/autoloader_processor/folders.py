@@ -12,9 +12,13 @@ is read whole it is listed here, with the source's own credentials, and read who
 
 The listing stops as soon as either rule fails, so it never costs more than the pages the
 rule allows, plus one, and a folder that did not fit is not listed again for the next
-REMEMBER_SECONDS unless a batch allows it more pages. Any error (no `s3:ListBucket`, for one)
-means the files are read one by one, as before. The reader filters a folder's rows down to
-the batch's own files, so a folder's other objects are listed and never read.
+REMEMBER_SECONDS unless a batch allows it more pages. A folder that fit is believed to for
+FIT_SECONDS, so the batches of one backlog list it once (in Python, a page of 1,000 keys
+costs about 50 ms of the processor's CPU); a batch in that time reads it with whatever it
+gained since, which costs Spark's listing more but loses nothing. Any error (no
+`s3:ListBucket`, for one) means the files are read one by one, as before. The reader filters
+a folder's rows down to the batch's own files, so a folder's other objects are listed and
+never read.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ log = logging.getLogger(__name__)
 PAGE = 1000  # keys in one LIST response, S3's maximum
 CLIENTS = 64  # source clients kept, one per set of credentials
 REMEMBER_SECONDS = 600.0  # how long a folder found too big is not listed again
-REMEMBERED = 4096  # folders found too big, kept
+REMEMBERED = 4096  # folders found too big, and folders found to fit, kept
+FIT_SECONDS = 30.0  # how long a folder found to fit is believed to, for as many pages
 # The listing is an optimisation: during an S3 outage it gives up within about 30 s and
 # leaves the outage to the batch's own read, instead of holding the batch for minutes.
 LISTING_CONFIG = Config(
@@ -64,17 +69,24 @@ def by_folder(paths: Sequence[str]) -> dict[str, list[str]]:
     return dict(folders)
 
 
-def small_enough(client: S3Client, folder: str, pages: int, page_size: int = PAGE) -> bool:
-    """True when `folder` lists in `pages` LIST requests or fewer and has no subfolders."""
+def pages_to_list(client: S3Client, folder: str, pages: int, page_size: int = PAGE) -> int | None:
+    """The LIST requests `folder` takes, or None when it takes more than `pages` or has
+    subfolders."""
     bucket, _, prefix = folder.removeprefix("s3://").partition("/")
     paginator = client.get_paginator("list_objects_v2")
     listing = paginator.paginate(
         Bucket=bucket, Prefix=prefix, Delimiter="/", PaginationConfig={"PageSize": page_size}
     )
+    seen = 0
     for seen, page in enumerate(listing, start=1):
         if seen > pages or page.get("CommonPrefixes"):
-            return False
-    return True
+            return None
+    return seen
+
+
+def small_enough(client: S3Client, folder: str, pages: int, page_size: int = PAGE) -> bool:
+    """True when `folder` lists in `pages` LIST requests or fewer and has no subfolders."""
+    return pages_to_list(client, folder, pages, page_size) is not None
 
 
 @dataclass
@@ -86,6 +98,8 @@ class FolderSizer:
     _clients: OrderedDict[str, S3Client] = field(default_factory=OrderedDict)
     # (credentials, folder) -> (pages it did not fit in, until when that is believed)
     _too_big: OrderedDict[tuple[str, str], tuple[int, float]] = field(default_factory=OrderedDict)
+    # (credentials, folder) -> (pages it took, until when that is believed)
+    _fit: OrderedDict[tuple[str, str], tuple[int, float]] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def folders(self, paths: Sequence[str], credentials: S3Credentials | None) -> list[str]:
@@ -100,26 +114,41 @@ class FolderSizer:
         return chosen
 
     def _small_enough(self, folder: str, pages: int, credentials: S3Credentials | None) -> bool:
-        """Listed at most once per REMEMBER_SECONDS while it does not fit: a folder of years
-        of files would otherwise cost every batch the pages it is allowed, plus one."""
+        """Listed at most once per REMEMBER_SECONDS while it does not fit (a folder of years
+        of files would otherwise cost every batch the pages it is allowed, plus one), and
+        once per FIT_SECONDS while it fits."""
         revealed = credentials.revealed() if credentials else None
         key = (hashlib.sha256(json.dumps(revealed, sort_keys=True).encode()).hexdigest(), folder)
+        now = time.monotonic()
         with self._lock:
-            tried, until = self._too_big.get(key, (0, 0.0))
-        if pages <= tried and time.monotonic() < until:
+            tried, too_big_until = self._too_big.get(key, (0, 0.0))
+            took, fit_until = self._fit.get(key, (0, 0.0))
+        if pages <= tried and now < too_big_until:
             return False
+        if took and took <= pages and now < fit_until:
+            return True
         try:
-            fits = small_enough(self._client(key[0], revealed), folder, pages)
+            took = pages_to_list(self._client(key[0], revealed), folder, pages) or 0
         except (BotoCoreError, ClientError) as error:
             log.info("folder %s is read file by file: listing it failed (%s)", folder, error)
-            fits = False
-        if not fits:
-            with self._lock:
-                self._too_big[key] = (pages, time.monotonic() + REMEMBER_SECONDS)
-                self._too_big.move_to_end(key)
-                while len(self._too_big) > REMEMBERED:
-                    self._too_big.popitem(last=False)
-        return fits
+            took = 0
+        if took:
+            self._remember(self._fit, key, (took, now + FIT_SECONDS))
+        else:
+            self._remember(self._too_big, key, (pages, now + REMEMBER_SECONDS))
+        return bool(took)
+
+    def _remember(
+        self,
+        verdicts: OrderedDict[tuple[str, str], tuple[int, float]],
+        key: tuple[str, str],
+        verdict: tuple[int, float],
+    ) -> None:
+        with self._lock:
+            verdicts[key] = verdict
+            verdicts.move_to_end(key)
+            while len(verdicts) > REMEMBERED:
+                verdicts.popitem(last=False)
 
     def _client(self, key: str, revealed: dict[str, str | None] | None) -> S3Client:
         with self._lock:  # batches run in threads of their own

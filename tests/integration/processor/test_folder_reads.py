@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from autoloader_processor import claims
+from autoloader_processor import claims, folders
 from autoloader_processor.folders import FolderSizer, small_enough
 from autoloader_processor.pool import Processor
 from shared.models import FileState, FileStatus
@@ -88,6 +88,23 @@ def test_a_folder_that_did_not_fit_is_not_listed_again_for_as_many_pages(
     assert sizer.folders(batch, credentials) == []  # remembered: not listed again
     assert FolderSizer(s3_settings, 40).folders(batch, credentials) == [f"s3://{bucket}/in/"]
     assert sizer.folders(paths[:80], credentials) == [f"s3://{bucket}/in/"]  # two pages: listed
+
+
+def test_a_folder_that_fit_is_believed_to_for_a_while(
+    s3: S3Client, bucket: str, s3_settings: S3Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backlog's batches, seconds apart, list their folder once: a subfolder made after the
+    first listing is seen only once FIT_SECONDS have passed."""
+    paths = put(s3, bucket, [f"fit/{i:02d}.json" for i in range(40)])
+    credentials, folder = own_keys(s3_settings), [f"s3://{bucket}/fit/"]
+    believing, forgetting = FolderSizer(s3_settings, 20), FolderSizer(s3_settings, 20)
+    assert believing.folders(paths[:20], credentials) == folder
+    monkeypatch.setattr(folders, "FIT_SECONDS", 0.0)
+    assert forgetting.folders(paths[:20], credentials) == folder  # believed for no time
+    put(s3, bucket, ["fit/sub/x.json"])
+
+    assert believing.folders(paths[20:], credentials) == folder  # not listed again
+    assert forgetting.folders(paths[20:], credentials) == []  # listed again: a subfolder
 
 
 def test_a_listing_that_fails_reads_file_by_file(
