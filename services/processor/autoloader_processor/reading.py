@@ -33,9 +33,9 @@ import logging
 import math
 import re
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import cache
 from itertools import chain
 from posixpath import basename
@@ -395,8 +395,12 @@ class BatchReader:
         Both come from one map keyed by Spark's name for the file. A map literal reaches the
         generated code as one object it refers to, while a timestamp literal such as
         `current_timestamp()` is written into the code: every batch would compile its write
-        stage anew (Janino, then the JVM's JIT), about 0.1 s of a busy server's CPU each."""
-        at = F.lit(datetime.now(UTC)).alias("at")
+        stage anew (Janino, then the JVM's JIT).
+
+        The time is given in epoch microseconds: pyspark types a datetime literal by asking
+        the thread's active session, which in this pool may be another batch's session, or
+        one the Spark server no longer has after a restart."""
+        at = F.timestamp_micros(F.lit(time.time_ns() // 1_000)).alias("at")
         entries = ((self.spark_names[p], F.struct(at, F.lit(p).alias("path"))) for p in landing)
         landed = F.create_map(*chain.from_iterable((F.lit(k), v) for k, v in entries))
         landed = landed[F.col(SPARK_FILE)]
