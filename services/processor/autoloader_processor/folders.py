@@ -84,11 +84,6 @@ def pages_to_list(client: S3Client, folder: str, pages: int, page_size: int = PA
     return seen
 
 
-def small_enough(client: S3Client, folder: str, pages: int, page_size: int = PAGE) -> bool:
-    """True when `folder` lists in `pages` LIST requests or fewer and has no subfolders."""
-    return pages_to_list(client, folder, pages, page_size) is not None
-
-
 @dataclass
 class FolderSizer:
     """Picks a batch's folders to read whole; keeps a client per set of source credentials."""

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from autoloader_processor import claims, folders
-from autoloader_processor.folders import FolderSizer, small_enough
+from autoloader_processor.folders import FolderSizer, pages_to_list
 from autoloader_processor.pool import Processor
 from shared.models import FileState, FileStatus
 from shared.s3 import source_client
@@ -48,8 +48,8 @@ def test_a_folder_is_small_enough_only_within_its_pages(
     put(s3, bucket, [f"flat/{i:02d}.json" for i in range(12)])
     client = source_client(s3_settings, own_keys(s3_settings).revealed())
     folder = f"s3://{bucket}/flat/"
-    assert not small_enough(client, folder, 2, page_size=5)  # 12 keys: 3 pages of 5
-    assert small_enough(client, folder, 3, page_size=5)
+    assert pages_to_list(client, folder, 2, page_size=5) is None  # 12 keys: 3 pages of 5
+    assert pages_to_list(client, folder, 3, page_size=5) == 3
 
 
 def test_a_folder_with_a_subfolder_is_never_small_enough(
@@ -57,8 +57,8 @@ def test_a_folder_with_a_subfolder_is_never_small_enough(
 ) -> None:
     put(s3, bucket, ["top/a.json", "top/b.json", "top/dt=2026-11-24/c.json"])
     client = source_client(s3_settings, own_keys(s3_settings).revealed())
-    assert not small_enough(client, f"s3://{bucket}/top/", 1000)
-    assert small_enough(client, f"s3://{bucket}/top/dt=2026-11-24/", 1)
+    assert pages_to_list(client, f"s3://{bucket}/top/", 1000) is None
+    assert pages_to_list(client, f"s3://{bucket}/top/dt=2026-11-24/", 1) == 1
 
 
 def test_the_sizer_picks_folders_with_enough_of_the_batch_in_them(
