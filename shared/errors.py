@@ -92,7 +92,14 @@ _MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         SCHEMA_MISMATCH,
-        ("incompatible", "mismatch", "cannot up cast", "cannot safely cast", "schema"),
+        (
+            "incompatible",
+            "mismatch",
+            "cannot up cast",
+            "cannot safely cast",
+            "cannot change column type",
+            "schema",
+        ),
     ),
 )
 REASONS = (*(reason for reason, _ in _MARKERS), UNEXPECTED)

@@ -102,7 +102,12 @@ class SourceSpec(StrictModel):
 
 
 class SchemaSpec(StrictModel):
-    inference: Literal["auto", "none"] = "auto"
+    inference: Literal["auto", "none"] = Field(
+        default="auto",
+        description="'auto' types each column from the values (JSON numbers, booleans, objects "
+        "and arrays; CSV numbers, dates and booleans); 'none' keeps every column a string, as "
+        "the file spells it (a JSON object or array as its JSON text), for json and csv",
+    )
     evolution_enabled: bool = True
     rescued_data_column: str = Field(default="_rescued_data", pattern=IDENTIFIER.pattern)
 
@@ -112,8 +117,22 @@ class FormatSpec(StrictModel):
     multiline: bool = False
     header: bool = True
     delimiter: str = Field(default=",", min_length=1, max_length=1)
-    compression: Literal["auto", "gzip", "none"] = "auto"
+    compression: Literal["auto", "gzip", "none"] = Field(
+        default="auto",
+        description="Spark decompresses by the name's extension (.gz, .bz2, .deflate, .zst, "
+        ".lz4, .snappy): 'auto' reads every file so; 'gzip' fails a file not named .gz and "
+        "'none' a file named as compressed, instead of reading its bytes as the wrong thing",
+    )
     schema_: SchemaSpec = Field(default_factory=SchemaSpec, alias="schema")
+
+    @model_validator(mode="after")
+    def _inference_fits_type(self) -> FormatSpec:
+        if self.type == "parquet" and self.schema_.inference == "none":
+            raise ValueError(
+                "parquet files carry their own column types: schema.inference 'none' is for "
+                "json and csv"
+            )
+        return self
 
 
 class DestinationSpec(StrictModel):

@@ -44,6 +44,10 @@ def client_error(code: str) -> ClientError:
             AnalysisException("[INCOMPATIBLE_DATA_FOR_TABLE.CANNOT_SAFELY_CAST] Cannot write"),
             errors.SCHEMA_MISMATCH,
         ),
+        (  # Iceberg's merge-schema, when a column's type would change (inference switched)
+            ValueError("IllegalArgumentException: Cannot change column type: n: long -> string"),
+            errors.SCHEMA_MISMATCH,
+        ),
         (ValueError("something odd"), errors.UNEXPECTED),
         ("no json record could be parsed", errors.UNREADABLE),
         ("Spark found no file at this path", errors.NOT_FOUND),

@@ -71,6 +71,14 @@ def test_work_queue_follows_the_execution_settings() -> None:
     )
 
 
+def test_untyped_columns_are_for_text_formats() -> None:
+    for kind in ("json", "csv"):
+        untyped = spec(format={"type": kind, "schema": {"inference": "none"}})
+        assert untyped.format.schema_.inference == "none"
+    with pytest.raises(ValidationError, match="parquet files carry their own column types"):
+        spec(format={"type": "parquet", "schema": {"inference": "none"}})
+
+
 def test_stored_spec_leaves_credentials_out_and_keeps_the_rest() -> None:
     source = {
         "type": "s3",

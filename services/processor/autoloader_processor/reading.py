@@ -45,6 +45,7 @@ from urllib.parse import unquote, urlparse
 from prometheus_client import Counter
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
 
 from autoloader_processor import json_lines
 from autoloader_processor.engine import first_line, spark_unreachable
@@ -73,6 +74,8 @@ S3_SCHEME = re.compile(r"s3a?(-[0-9a-f]+)?://")
 # The landing rows are written in one task per this many bytes of source files (Spark's own
 # read split): a batch of small files makes a few data files, not one per read task.
 WRITE_TASK_BYTES = 128 * 1024 * 1024
+# What Hadoop's codec factory decompresses by (its default codecs' extensions).
+CODEC_EXTENSIONS = (".gz", ".bz2", ".deflate", ".zst", ".lz4", ".snappy")
 ACCESS_DENIED = re.compile(r"AccessDenied|403 Forbidden|Status Code: 403|InvalidAccessKeyId")
 
 
@@ -149,12 +152,34 @@ def hidden_by_spark(path: str) -> bool:
     return basename(path).startswith(("_", "."))
 
 
+def compression_refusal(path: str, compression: str) -> str | None:
+    """Why a file cannot be read as `format.compression` says, if it cannot: Spark's readers
+    pick the codec by the name's extension (case-sensitive), whatever the ingestion says."""
+    name = basename(path)
+    if compression == "gzip" and not name.endswith(".gz"):
+        return (
+            "format.compression is 'gzip', but Spark decompresses only names ending '.gz': "
+            "rename the object, or set compression to 'auto'"
+        )
+    if compression == "none" and name.endswith(CODEC_EXTENSIONS):
+        return (
+            f"format.compression is 'none', but Spark decompresses names ending "
+            f"'.{name.rpartition('.')[2]}': rename the object, or set compression to 'auto'"
+        )
+    return None
+
+
 @dataclass
 class BatchRead:
     frame: DataFrame | None = None  # the rows to land, `_source_file` as in file state
     records: dict[str, int] = field(default_factory=dict)  # by batch path
     failed: dict[str, str] = field(default_factory=dict)  # by batch path: the reason
     folders: list[str] = field(default_factory=list)  # listed whole (else file by file)
+
+
+def typed(fmt: FormatSpec) -> bool:
+    """Columns typed from their values, not each a string as the file spells it."""
+    return fmt.schema_.inference == "auto"
 
 
 def reader(spark: SparkSession, fmt: FormatSpec, options: Mapping[str, str]) -> Any:
@@ -164,10 +189,8 @@ def reader(spark: SparkSession, fmt: FormatSpec, options: Mapping[str, str]) -> 
         reader = reader.option("columnNameOfCorruptRecord", fmt.schema_.rescued_data_column)
     elif fmt.type == "csv":
         reader = reader.option("header", fmt.header).option("sep", fmt.delimiter)
-        reader = reader.option("inferSchema", True).option("mode", "PERMISSIVE")
+        reader = reader.option("inferSchema", typed(fmt)).option("mode", "PERMISSIVE")
         reader = reader.option("columnNameOfCorruptRecord", fmt.schema_.rescued_data_column)
-    if fmt.compression == "gzip":
-        reader = reader.option("compression", "gzip")
     return reader
 
 
@@ -229,6 +252,9 @@ class BatchReader:
             result.failed[path] = (
                 "Spark's file sources skip names that start with '_' or '.': rename the object"
             )
+            return True
+        if refusal := compression_refusal(path, self.spec.format.compression):
+            result.failed[path] = refusal
             return True
         if self.warehouse_bucket and _bucket(path) == self.warehouse_bucket:
             # The server reads this bucket with the service's own keys, whatever the options.
@@ -300,18 +326,30 @@ class BatchReader:
                 roots, only = self._folder_roots(paths, folders), self._only(paths)
             lines = json_lines.read_lines(self.spark, roots, SPARK_FILE, self.options, only)
             self.cached.append(lines)
+            rescued = fmt.schema_.rescued_data_column
             try:
-                return json_lines.parse(lines, fmt.schema_.rescued_data_column, SPARK_FILE)
+                return json_lines.parse(lines, rescued, SPARK_FILE, typed(fmt))
             except json_lines.NotExpressible:
                 pass  # Spark's own inference below
         frame: DataFrame = (
-            reader(self.spark, fmt, self.options)
+            self._spark_reader(targets)
             .load(targets)
             .withColumn(SPARK_FILE, F.col("_metadata.file_path"))
             .cache()  # counted, then written: read the files from the store once
         )
         self.cached.append(frame)
         return frame
+
+    def _spark_reader(self, targets: Sequence[str]) -> Any:
+        """Spark's reader for the format. Untyped JSON is given a schema of the names Spark
+        infers, each a string: Spark's JSON reader then keeps a value's own text (an object or
+        array as its JSON). Untyped CSV is read without inferring."""
+        fmt = self.spec.format
+        spark_reader = reader(self.spark, fmt, self.options)
+        if fmt.type != "json" or typed(fmt):
+            return spark_reader
+        names = spark_reader.load(targets).columns  # Spark's inference pass, as when typed
+        return spark_reader.schema(StructType([StructField(n, StringType()) for n in names]))
 
     def _folder_roots(self, paths: Sequence[str], folders: Sequence[str]) -> list[str]:
         """The folders, and the files that are in none of them. A folder inside another is
@@ -383,8 +421,6 @@ class BatchReader:
         if self.spec.format.type == "parquet":
             return False
         text_reader = self.spark.read.format("text").options(**self.options)
-        if self.spec.format.compression == "gzip":
-            text_reader = text_reader.option("compression", "gzip")
         text = text_reader.load(self.access.path(path))
         return text.where(json_lines.not_blank()).limit(1).count() == 0
 

@@ -158,3 +158,74 @@ def test_batches_of_one_shape_share_their_generated_code(
             reader.release()
     assert codes[0], "no generated code found in the plan's explanation"
     assert codes[0] == codes[1]
+
+
+UNTYPED = {  # format -> the file, spelling each value as a typed read would change it
+    "json": b'{"zip": "007", "n": 42, "ok": true, "o": {"x": 1}, "a": [1, 2]}\n{"zip": "010"}\n',
+    "json multiline": b'[{"zip": "007", "n": 42, "ok": true, "o": {"x": 1}, "a": [1, 2]},\n'
+    b' {"zip": "010"}]\n',
+    "csv": b"zip,n,ok\n007,42,true\n010,,\n",
+}
+
+
+@pytest.mark.parametrize("kind", UNTYPED)
+def test_without_inference_every_column_is_the_text_the_file_holds(
+    s3: Any, spark: Any, landing: Landing, kind: str
+) -> None:
+    """`schema.inference: none` keeps ZIP codes' zeros and numbers' spelling: each column is
+    a string, an object or array its JSON text, through each of the three ways of reading."""
+    name = f"untyped.{kind.split()[0]}"
+    fmt = {"type": kind.split()[0], "multiline": "multiline" in kind}
+    spec = IngestionSpec.model_validate(
+        {
+            **landing.spec.model_dump(mode="json", by_alias=True),
+            "format": fmt | {"schema": {"inference": "none"}},
+        }
+    )
+    sizes = dict([put(s3, landing, name, UNTYPED[kind])])
+    reader = BatchReader(spark, spec, sizes)
+    try:
+        read = reader.read()
+        assert read.failed == {} and read.records == {landing.path(name): 2}
+        assert read.frame is not None
+        data = {f.name: f.dataType.simpleString() for f in read.frame.schema.fields}
+        assert data.pop(SOURCE_FILE) == "string" and data.pop(INGESTED_AT) == "timestamp"
+        assert set(data.values()) == {"string"}, data
+        rows = sorted(
+            (r.asDict() for r in read.frame.drop(SOURCE_FILE, INGESTED_AT).collect()),
+            key=lambda r: r["zip"],
+        )
+    finally:
+        reader.release()
+    assert [(r["zip"], r["n"], r["ok"]) for r in rows] == [
+        ("007", "42", "true"),
+        ("010", None, None),
+    ]
+    if kind != "csv":
+        assert json.loads(rows[0]["o"]) == {"x": 1} and json.loads(rows[0]["a"]) == [1, 2]
+
+
+@pytest.mark.parametrize("compression", ["gzip", "none"])
+def test_a_file_named_against_the_compression_fails_instead_of_landing_garbage(
+    s3: Any, spark: Any, landing: Landing, compression: str
+) -> None:
+    """Spark picks the codec by the name's extension: read as CSV, a gzip file not named .gz
+    would land its compressed bytes as a row. The ingestion's compression is checked first."""
+    spec = IngestionSpec.model_validate(
+        {
+            **landing.spec.model_dump(mode="json", by_alias=True),
+            "format": {"type": "csv", "compression": compression},
+        }
+    )
+    table = b"id,name\n1,a\n2,b\n"
+    body = gzip.compress(table) if compression == "gzip" else table
+    fits, clashes = ("x.csv.gz", "y.csv") if compression == "gzip" else ("x.csv", "y.csv.gz")
+    sizes = dict([put(s3, landing, fits, body), put(s3, landing, clashes, gzip.compress(table))])
+    reader = BatchReader(spark, spec, sizes)
+    try:
+        read = reader.read()
+    finally:
+        reader.release()
+    assert read.records == {landing.path(fits): 2}
+    assert list(read.failed) == [landing.path(clashes)]
+    assert f"format.compression is '{compression}'" in read.failed[landing.path(clashes)]
