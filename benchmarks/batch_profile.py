@@ -6,7 +6,13 @@ the one-batch limit does (`spark.read.schema(...).json(folder)`, counted per fil
 them as the processor lands a batch: `BatchReader.read` through the folder, the staged write,
 the cherry-pick, the look for a re-claimed batch's commit, and the cache released. Every step
 prints its wall time, its Spark jobs, and their tasks with the tasks' summed run time (from
-Spark's UI API, `--spark-ui`), which is what two task slots share. `--write-per-read-partition`
+Spark's UI API, `--spark-ui`), which is what two task slots share, and the CPU that Spark and
+the S3 store used in it.
+
+`--folder-files N` puts the batch in a folder of N files instead (the limit's read is then
+left out), each round's batch a slice of it not read before, and reads each round's batch
+twice, through the folder and by its paths, in alternating order: what
+`AUTOLOADER_PROCESSOR_FOLDER_READ_FILES_PER_PAGE` trades. `--write-per-read-partition`
 writes with one task per read partition, as the processor did before it coalesced the write,
 for comparison. A step's jobs are every job the Spark server ran during it, so run this on an
 otherwise idle stack. Figures also go to bench-results/batch-*.json. Needs `make up`.
@@ -26,7 +32,9 @@ import httpx
 
 from autoloader_processor import reading
 from autoloader_processor.iceberg import IcebergTables
-from autoloader_processor.reading import BatchReader
+from autoloader_processor.reading import LISTING_TASKS, BatchReader
+from autoloader_processor.settings import ProcessorSettings
+from benchmarks.cpu import cpu_used
 from benchmarks.report import save
 from benchmarks.throughput import BUCKET, SCHEMA, delete_prefix, spark_session, upload
 from shared.s3 import s3_client
@@ -48,10 +56,12 @@ class Step:
     name: str
     seconds: float
     jobs: list[Job] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds by part of the stack
 
     def line(self) -> str:
         jobs = " ".join(f"{j.tasks}t/{j.run_seconds:.2f}s" for j in self.jobs) or "-"
-        return f"  {self.name:<22} {self.seconds:6.2f} s  jobs: {jobs}"
+        cpu = ", ".join(f"{part} {self.cpu.get(part, 0.0):.2f}" for part in ("spark", "seaweedfs"))
+        return f"  {self.name:<22} {self.seconds:6.2f} s  jobs: {jobs}  CPU s: {cpu}"
 
 
 class SparkUi:
@@ -87,8 +97,9 @@ class SparkUi:
 def timed(ui: SparkUi, steps: list[Step], name: str, call: Callable[[], T]) -> T:
     before = ui.last_job()
     began = time.monotonic()
-    result = call()
-    steps.append(Step(name, time.monotonic() - began, ui.jobs_after(before)))
+    with cpu_used() as cpu:
+        result = call()
+    steps.append(Step(name, time.monotonic() - began, ui.jobs_after(before), cpu))
     print(steps[-1].line(), flush=True)
     return result
 
@@ -100,14 +111,8 @@ def limit_read(spark: Any, folder: str) -> int:
     return len(frame.groupBy(F.col("_metadata.file_path")).count().collect())
 
 
-def one_round(
-    spark: Any, ui: SparkUi, source: str, sizes: dict[str, int], number: int
-) -> list[Step]:
-    steps: list[Step] = []
-    seen = timed(ui, steps, "limit's read", lambda: limit_read(spark, "s3a" + source[2:]))
-    if seen != len(sizes):
-        raise RuntimeError(f"the limit's read saw {seen} files of {len(sizes)}")
-    spec = IngestionSpec.model_validate(
+def bench_spec(source: str) -> IngestionSpec:
+    return IngestionSpec.model_validate(
         {
             "name": "bench",
             "source": {"type": "s3", "path": source},
@@ -115,13 +120,46 @@ def one_round(
             "destination": {"table": "bench"},
         }
     )
-    reader = BatchReader(spark, spec, sizes, folders=[source])
-    read = timed(ui, steps, "batch read", reader.read)
-    frame, rows = read.frame, sum(read.records.values())
-    if frame is None or rows != len(sizes) * ROWS or read.failed:
+
+
+def read_batch(
+    spark: Any, ui: SparkUi, steps: list[Step], name: str, reader: BatchReader, files: int
+) -> Any:
+    read = timed(ui, steps, name, reader.read)
+    rows = sum(read.records.values())
+    if read.frame is None or rows != files * ROWS or read.failed:
         raise RuntimeError(f"the batch read {rows} rows; failed: {read.failed}")
+    return read.frame
+
+
+def one_round(
+    spark: Any, ui: SparkUi, source: str, sizes: dict[str, int], number: int
+) -> list[Step]:
+    steps: list[Step] = []
+    seen = timed(ui, steps, "limit's read", lambda: limit_read(spark, "s3a" + source[2:]))
+    if seen != len(sizes):
+        raise RuntimeError(f"the limit's read saw {seen} files of {len(sizes)}")
+    spec = bench_spec(source)
+    reader = BatchReader(spark, spec, sizes, folders=[source])
+    frame = read_batch(spark, ui, steps, "batch read", reader, len(sizes))
     commit(spark, ui, steps, spec, frame, f"bench-{number}")
     timed(ui, steps, "release", reader.release)
+    return steps
+
+
+def folder_round(
+    spark: Any, ui: SparkUi, source: str, batches: Sequence[dict[str, int]], number: int
+) -> list[Step]:
+    """Two batches of the folder, one read through the folder and one by its paths, the
+    first way alternating between rounds."""
+    steps: list[Step] = []
+    ways = [("read through folder", [source]), ("read by paths", [])]
+    for (name, folders), batch in zip(ways[:: -1 if number % 2 else 1], batches, strict=True):
+        reader = BatchReader(spark, bench_spec(source), batch, folders=folders)
+        try:
+            read_batch(spark, ui, steps, name, reader, len(batch))
+        finally:
+            reader.release()
     return steps
 
 
@@ -142,6 +180,15 @@ def commit(
         spark.sql(f"DROP TABLE IF EXISTS {table} PURGE")
 
 
+def slices(sizes: dict[str, int], files: int, first: int, count: int) -> list[dict[str, int]]:
+    """`count` batches of `files` files in key order, from the `first`-th batch on."""
+    paths = sorted(sizes)
+    return [
+        {p: sizes[p] for p in paths[(first + i) * files : (first + i + 1) * files]}
+        for i in range(count)
+    ]
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -150,6 +197,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--spark-ui", default="http://127.0.0.1:4040")
     parser.add_argument("--write-per-read-partition", action="store_true")
+    parser.add_argument(
+        "--folder-files",
+        type=int,
+        help="a folder of this many files, each batch a slice of it, read both ways",
+    )
     return parser.parse_args(argv)
 
 
@@ -157,8 +209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.write_per_read_partition:
         reading.WRITE_TASK_BYTES = 1  # as many write tasks as the frame has partitions
+    total = args.folder_files or args.files
+    if args.folder_files and args.folder_files < 2 * args.rounds * args.files:
+        raise SystemExit("--folder-files must hold two batches of --files for every round")
     prefix = f"bench/batch-{uuid.uuid4().hex[:8]}/"
-    upload(prefix, args.files, ROWS, 16)
+    upload(prefix, total, ROWS, 16)
     source = f"s3://{BUCKET}/{prefix}"
     sizes = {
         f"{source}{o['Key'][len(prefix) :]}": o["Size"]
@@ -168,12 +223,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         for o in page.get("Contents", [])
     }
     spark = spark_session(SparkSettings().remote)
+    spark.conf.set(LISTING_TASKS, str(ProcessorSettings.model_fields["listing_tasks"].default))
     ui = SparkUi(args.spark_ui)
     rounds = []
     try:
         for number in range(args.rounds):
             print(f"round {number + 1}/{args.rounds}, {len(sizes)} files", flush=True)
-            rounds.append([asdict(step) for step in one_round(spark, ui, source, sizes, number)])
+            if args.folder_files:
+                batches = slices(sizes, args.files, 2 * number, 2)
+                steps = folder_round(spark, ui, source, batches, number)
+            else:
+                steps = one_round(spark, ui, source, sizes, number)
+            rounds.append([asdict(step) for step in steps])
     finally:
         spark.stop()
         delete_prefix(s3_client(S3Settings()), BUCKET, prefix)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from benchmarks.batch_profile import Job, SparkUi, Step
+from benchmarks.batch_profile import Job, SparkUi, Step, slices
 
 JOBS = [
     {"jobId": 7, "stageIds": [10]},
@@ -42,4 +42,15 @@ def test_jobs_after_a_job_count_the_stages_that_ran() -> None:
 
 def test_a_step_line_names_each_job_or_none() -> None:
     assert "16t/2.50s 1t/0.02s" in Step("batch read", 1.2, [Job(16, 2.5), Job(1, 0.02)]).line()
-    assert Step("release", 0.01).line().endswith("jobs: -")
+    assert "jobs: -  CPU s: spark 0.00, seaweedfs 0.00" in Step("release", 0.01).line()
+    assert Step("read", 1.0, cpu={"spark": 1.234, "kafka": 9.0}).line().endswith(
+        "CPU s: spark 1.23, seaweedfs 0.00"
+    )
+
+
+def test_folder_batches_are_slices_in_key_order_never_read_twice() -> None:
+    sizes = {f"s3://b/f/{n:02d}.json": n for n in range(10, 0, -1)}
+    first, second = slices(sizes, 3, 2, 2)
+    assert list(first) == ["s3://b/f/07.json", "s3://b/f/08.json", "s3://b/f/09.json"]
+    assert first["s3://b/f/07.json"] == 7
+    assert list(second) == ["s3://b/f/10.json"]  # the folder's last
