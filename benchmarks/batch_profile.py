@@ -122,9 +122,7 @@ def bench_spec(source: str) -> IngestionSpec:
     )
 
 
-def read_batch(
-    spark: Any, ui: SparkUi, steps: list[Step], name: str, reader: BatchReader, files: int
-) -> Any:
+def read_batch(ui: SparkUi, steps: list[Step], name: str, reader: BatchReader, files: int) -> Any:
     read = timed(ui, steps, name, reader.read)
     rows = sum(read.records.values())
     if read.frame is None or rows != files * ROWS or read.failed:
@@ -141,7 +139,7 @@ def one_round(
         raise RuntimeError(f"the limit's read saw {seen} files of {len(sizes)}")
     spec = bench_spec(source)
     reader = BatchReader(spark, spec, sizes, folders=[source])
-    frame = read_batch(spark, ui, steps, "batch read", reader, len(sizes))
+    frame = read_batch(ui, steps, "batch read", reader, len(sizes))
     commit(spark, ui, steps, spec, frame, f"bench-{number}")
     timed(ui, steps, "release", reader.release)
     return steps
@@ -157,7 +155,7 @@ def folder_round(
     for (name, folders), batch in zip(ways[:: -1 if number % 2 else 1], batches, strict=True):
         reader = BatchReader(spark, bench_spec(source), batch, folders=folders)
         try:
-            read_batch(spark, ui, steps, name, reader, len(batch))
+            read_batch(ui, steps, name, reader, len(batch))
         finally:
             reader.release()
     return steps
@@ -228,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rounds = []
     try:
         for number in range(args.rounds):
-            print(f"round {number + 1}/{args.rounds}, {len(sizes)} files", flush=True)
+            where = f" of a folder of {len(sizes)}" if args.folder_files else ""
+            print(f"round {number + 1}/{args.rounds}, {args.files} files{where}", flush=True)
             if args.folder_files:
                 batches = slices(sizes, args.files, 2 * number, 2)
                 steps = folder_round(spark, ui, source, batches, number)

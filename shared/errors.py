@@ -88,6 +88,7 @@ _MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "decode",
             "unreadable",
             "skip names",
+            "format.compression",
         ),
     ),
     (

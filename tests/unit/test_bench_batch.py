@@ -43,8 +43,10 @@ def test_jobs_after_a_job_count_the_stages_that_ran() -> None:
 def test_a_step_line_names_each_job_or_none() -> None:
     assert "16t/2.50s 1t/0.02s" in Step("batch read", 1.2, [Job(16, 2.5), Job(1, 0.02)]).line()
     assert "jobs: -  CPU s: spark 0.00, seaweedfs 0.00" in Step("release", 0.01).line()
-    assert Step("read", 1.0, cpu={"spark": 1.234, "kafka": 9.0}).line().endswith(
-        "CPU s: spark 1.23, seaweedfs 0.00"
+    assert (
+        Step("read", 1.0, cpu={"spark": 1.234, "kafka": 9.0})
+        .line()
+        .endswith("CPU s: spark 1.23, seaweedfs 0.00")
     )
 
 

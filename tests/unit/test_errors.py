@@ -48,6 +48,10 @@ def client_error(code: str) -> ClientError:
             ValueError("IllegalArgumentException: Cannot change column type: n: long -> string"),
             errors.SCHEMA_MISMATCH,
         ),
+        (  # a file named against the ingestion's compression (reading.compression_refusal)
+            "format.compression is 'gzip', but Spark decompresses only names ending '.gz'",
+            errors.UNREADABLE,
+        ),
         (ValueError("something odd"), errors.UNEXPECTED),
         ("no json record could be parsed", errors.UNREADABLE),
         ("Spark found no file at this path", errors.NOT_FOUND),

@@ -2,8 +2,7 @@
 
 Spark's JSON reader reads every file twice, once to infer the schema and once to parse. Here
 the batch's files are read as text into the cache once, and the schema is inferred from the
-cached lines with `schema_of_variant_agg` (its top-level names only, each column a string, when
-the ingestion's `schema.inference` is 'none'). Lines that are not JSON go to the
+cached lines with `schema_of_variant_agg`. Lines that are not JSON go to the
 rescued-data column. When the inferred schema cannot be expressed as a struct, the caller
 falls back to Spark's JSON reader.
 """
@@ -28,8 +27,10 @@ def not_blank() -> Column:
 
 
 def readable(fmt: FormatSpec) -> bool:
-    """JSON, one record a line: the format this module reads."""
-    return fmt.type == "json" and not fmt.multiline
+    """JSON, one record a line, typed from its values: what this module reads. Untyped JSON
+    goes to Spark's JSON reader, which alone keeps a value's own text (`1.50`, `1e2`, an
+    object as written); `from_json` writes values out anew."""
+    return fmt.type == "json" and not fmt.multiline and fmt.schema_.inference == "auto"
 
 
 class NotExpressible(ValueError):
@@ -68,23 +69,12 @@ def struct_schema(variant_schema: str) -> str:
     return PLAIN_FIELD.sub(lambda m: f"`{m.group(1) or m.group(2)}`:", ddl)
 
 
-def strings_schema(columns: Sequence[str]) -> str:
-    """Spark DDL of a struct with these columns, each a string."""
-    fields = (f"`{name.replace('`', '``')}`: STRING" for name in columns)
-    return f"STRUCT<{', '.join(fields)}>"
-
-
-def parse(lines: DataFrame, rescued_column: str, source_column: str, typed: bool) -> DataFrame:
-    """Columns from the cached lines, typed from their values or, unless `typed`, each a
-    string as the line spells it; what is not JSON lands in the rescued column."""
+def parse(lines: DataFrame, rescued_column: str, source_column: str) -> DataFrame:
+    """Typed columns from the cached lines; what is not JSON lands in the rescued column."""
     row = lines.select(F.expr("schema_of_variant_agg(try_parse_json(value))").alias("s")).first()
     if row is None or row["s"] is None:
         raise NotExpressible("no line of the batch is JSON")
     ddl = struct_schema(row["s"])
-    if not typed:  # the inferred struct's top-level names, as Spark reads the DDL
-        ddl = strings_schema(
-            lines.select(F.from_json("value", ddl).alias("p")).select("p.*").columns
-        )
     parsed = F.from_json("value", ddl)
     rescued = F.when(F.expr("try_parse_json(value)").isNull(), F.col("value"))
     return lines.select(

@@ -13,6 +13,11 @@ by `folders.FolderSizer`), with a filter on Spark's decoded name for each file t
 folder's other files from being read. If that read fails, or misses a file that has bytes, the
 batch is read again file by file.
 
+Columns are typed from their values unless the ingestion's `schema.inference` is 'none': then
+JSON goes through Spark's JSON reader with every inferred column a string, and CSV is read
+without inferring. Spark picks a file's codec by its name, so a file named against the
+ingestion's `format.compression` fails with the reason instead of being read as garbage.
+
 Every read of a source carries the ingestion's own S3 credentials as read options, which
 Spark merges into the Hadoop configuration of that read only. Hadoop caches one FileSystem per
 scheme, bucket and user, built from the configuration of whoever asked first: a read of
@@ -152,16 +157,19 @@ def hidden_by_spark(path: str) -> bool:
     return basename(path).startswith(("_", "."))
 
 
-def compression_refusal(path: str, compression: str) -> str | None:
-    """Why a file cannot be read as `format.compression` says, if it cannot: Spark's readers
-    pick the codec by the name's extension (case-sensitive), whatever the ingestion says."""
+def compression_refusal(path: str, fmt: FormatSpec) -> str | None:
+    """Why a file cannot be read as `format.compression` says, if it cannot: Spark's text
+    readers pick the codec by the name's extension (in any case), whatever the ingestion says.
+    Parquet's compression is inside the file."""
     name = basename(path)
-    if compression == "gzip" and not name.endswith(".gz"):
+    if fmt.type == "parquet" or fmt.compression == "auto":
+        return None
+    if fmt.compression == "gzip" and not name.lower().endswith(".gz"):
         return (
             "format.compression is 'gzip', but Spark decompresses only names ending '.gz': "
             "rename the object, or set compression to 'auto'"
         )
-    if compression == "none" and name.endswith(CODEC_EXTENSIONS):
+    if fmt.compression == "none" and name.lower().endswith(CODEC_EXTENSIONS):
         return (
             f"format.compression is 'none', but Spark decompresses names ending "
             f"'.{name.rpartition('.')[2]}': rename the object, or set compression to 'auto'"
@@ -253,7 +261,7 @@ class BatchReader:
                 "Spark's file sources skip names that start with '_' or '.': rename the object"
             )
             return True
-        if refusal := compression_refusal(path, self.spec.format.compression):
+        if refusal := compression_refusal(path, self.spec.format):
             result.failed[path] = refusal
             return True
         if self.warehouse_bucket and _bucket(path) == self.warehouse_bucket:
@@ -326,9 +334,8 @@ class BatchReader:
                 roots, only = self._folder_roots(paths, folders), self._only(paths)
             lines = json_lines.read_lines(self.spark, roots, SPARK_FILE, self.options, only)
             self.cached.append(lines)
-            rescued = fmt.schema_.rescued_data_column
             try:
-                return json_lines.parse(lines, rescued, SPARK_FILE, typed(fmt))
+                return json_lines.parse(lines, fmt.schema_.rescued_data_column, SPARK_FILE)
             except json_lines.NotExpressible:
                 pass  # Spark's own inference below
         frame: DataFrame = (
@@ -342,8 +349,8 @@ class BatchReader:
 
     def _spark_reader(self, targets: Sequence[str]) -> Any:
         """Spark's reader for the format. Untyped JSON is given a schema of the names Spark
-        infers, each a string: Spark's JSON reader then keeps a value's own text (an object or
-        array as its JSON). Untyped CSV is read without inferring."""
+        infers, each a string: Spark's JSON reader then keeps a value's own text (`1.50`, an
+        object or array as written). Untyped CSV is read without inferring."""
         fmt = self.spec.format
         spark_reader = reader(self.spark, fmt, self.options)
         if fmt.type != "json" or typed(fmt):

@@ -59,7 +59,7 @@ class ProcessorSettings(BaseSettings):
         "default is a task per file, which costs more than the lookups)",
     )
     folder_read_files_per_page: int = Field(
-        default=20,
+        default=100,
         ge=0,
         description="a folder without subfolders is listed whole, instead of its files looked "
         "up one by one, when the batch has at least this many files in it for each page of "

@@ -160,11 +160,13 @@ def test_batches_of_one_shape_share_their_generated_code(
     assert codes[0] == codes[1]
 
 
-UNTYPED = {  # format -> the file, spelling each value as a typed read would change it
-    "json": b'{"zip": "007", "n": 42, "ok": true, "o": {"x": 1}, "a": [1, 2]}\n{"zip": "010"}\n',
-    "json multiline": b'[{"zip": "007", "n": 42, "ok": true, "o": {"x": 1}, "a": [1, 2]},\n'
-    b' {"zip": "010"}]\n',
-    "csv": b"zip,n,ok\n007,42,true\n010,,\n",
+OBJECT = '{"x": 1.50, "y": [1e2]}'
+UNTYPED = {  # format -> the file, each value spelt as a typed read (or a rewrite) would change it
+    "json": f'{{"zip": "007", "n": 1.50, "e": 1e2, "ok": true, "o": {OBJECT}}}\n{{"zip": "010"}}\n'
+    "not json at all\n",
+    "json multiline": f'[{{"zip": "007", "n": 1.50, "e": 1e2, "ok": true, "o": {OBJECT}}},\n'
+    ' {"zip": "010"}]\n',
+    "csv": "zip,n,e,ok\n007,1.50,1e2,true\n010,,,\n",
 }
 
 
@@ -172,8 +174,9 @@ UNTYPED = {  # format -> the file, spelling each value as a typed read would cha
 def test_without_inference_every_column_is_the_text_the_file_holds(
     s3: Any, spark: Any, landing: Landing, kind: str
 ) -> None:
-    """`schema.inference: none` keeps ZIP codes' zeros and numbers' spelling: each column is
-    a string, an object or array its JSON text, through each of the three ways of reading."""
+    """`schema.inference: none` keeps ZIP codes' zeros and numbers' spelling: each column is a
+    string as the file writes it, an object its JSON as written; a line that is not JSON is
+    rescued."""
     name = f"untyped.{kind.split()[0]}"
     fmt = {"type": kind.split()[0], "multiline": "multiline" in kind}
     spec = IngestionSpec.model_validate(
@@ -182,27 +185,27 @@ def test_without_inference_every_column_is_the_text_the_file_holds(
             "format": fmt | {"schema": {"inference": "none"}},
         }
     )
-    sizes = dict([put(s3, landing, name, UNTYPED[kind])])
+    rescued = spec.format.schema_.rescued_data_column
+    sizes = dict([put(s3, landing, name, UNTYPED[kind].encode())])
     reader = BatchReader(spark, spec, sizes)
     try:
         read = reader.read()
-        assert read.failed == {} and read.records == {landing.path(name): 2}
+        assert read.failed == {}
+        assert read.records == {landing.path(name): 3 if kind == "json" else 2}
         assert read.frame is not None
         data = {f.name: f.dataType.simpleString() for f in read.frame.schema.fields}
         assert data.pop(SOURCE_FILE) == "string" and data.pop(INGESTED_AT) == "timestamp"
         assert set(data.values()) == {"string"}, data
-        rows = sorted(
-            (r.asDict() for r in read.frame.drop(SOURCE_FILE, INGESTED_AT).collect()),
-            key=lambda r: r["zip"],
-        )
+        rows = [r.asDict() for r in read.frame.drop(SOURCE_FILE, INGESTED_AT).collect()]
     finally:
         reader.release()
-    assert [(r["zip"], r["n"], r["ok"]) for r in rows] == [
-        ("007", "42", "true"),
-        ("010", None, None),
-    ]
+    by_zip = {r["zip"]: r for r in rows}
+    assert (by_zip["007"]["n"], by_zip["007"]["e"], by_zip["007"]["ok"]) == ("1.50", "1e2", "true")
+    assert (by_zip["010"]["n"], by_zip["010"]["e"], by_zip["010"]["ok"]) == (None, None, None)
     if kind != "csv":
-        assert json.loads(rows[0]["o"]) == {"x": 1} and json.loads(rows[0]["a"]) == [1, 2]
+        assert by_zip["007"]["o"] == OBJECT
+    if kind == "json":
+        assert by_zip[None][rescued] == "not json at all"
 
 
 @pytest.mark.parametrize("compression", ["gzip", "none"])
