@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,8 +18,6 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 from pydantic import SecretStr
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from autoloader_api.app import create_app
@@ -34,6 +29,7 @@ from shared.models import SourceClaim, TenantNamespace
 from shared.settings import CredentialsSettings, DatabaseSettings, KafkaSettings
 from shared.topics import INGESTION_EVENTS
 from shared.uow import UnitOfWork
+from tests.databases import own_database
 from tests.kafka_tail import tail
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -42,19 +38,8 @@ ROOT = Path(__file__).resolve().parents[3]
 @pytest.fixture(scope="session")
 async def api_database(database_settings: DatabaseSettings) -> AsyncIterator[DatabaseSettings]:
     """A new database, migrated with `alembic upgrade head`, dropped after the session."""
-    url = make_url(database_settings.url.get_secret_value())
-    name = f"autoloader_test_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    test_url = url.set(database=name).render_as_string(hide_password=False)
-    env = {**os.environ, "AUTOLOADER_DATABASE_URL": test_url}
-    migrate = [sys.executable, "-m", "alembic", "upgrade", "head"]
-    await asyncio.to_thread(subprocess.run, migrate, cwd=ROOT, env=env, check=True)
-    yield DatabaseSettings(url=SecretStr(test_url))
-    async with admin.connect() as connection:
-        await connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    await admin.dispose()
+    async with own_database(database_settings, "autoloader_test") as url:
+        yield DatabaseSettings(url=SecretStr(url))
 
 
 @pytest.fixture(scope="session")

@@ -4,45 +4,26 @@ no worker serves (so that the flow runs they create stay scheduled)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from pydantic import SecretStr
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from autoloader_sync.prefect_gateway import FLOW_NAME
 from shared.db import session_factory
 from shared.settings import DatabaseSettings, PrefectSettings
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests import databases
 
 
 @pytest.fixture(scope="module")
 async def own_database(database_settings: DatabaseSettings) -> AsyncIterator[DatabaseSettings]:
     """A new database, migrated with `alembic upgrade head`, dropped afterwards."""
-    url = make_url(database_settings.url.get_secret_value())
-    name = f"autoloader_sync_test_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    test_url = url.set(database=name).render_as_string(hide_password=False)
-    env = {**os.environ, "AUTOLOADER_DATABASE_URL": test_url}
-    migrate = [sys.executable, "-m", "alembic", "upgrade", "head"]
-    await asyncio.to_thread(subprocess.run, migrate, cwd=ROOT, env=env, check=True)
-    yield DatabaseSettings(url=SecretStr(test_url))
-    async with admin.connect() as connection:
-        await connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    await admin.dispose()
+    async with databases.own_database(database_settings, "autoloader_sync_test") as url:
+        yield DatabaseSettings(url=SecretStr(url))
 
 
 @pytest.fixture
