@@ -2,9 +2,9 @@
 
 Spark's JSON reader reads every file twice, once to infer the schema and once to parse. Here
 the batch's files are read as text into the cache once, and the schema is inferred from the
-cached lines with `schema_of_variant_agg`. Lines that are not JSON go to the
-rescued-data column. When the inferred schema cannot be expressed as a struct, the caller
-falls back to Spark's JSON reader.
+cached lines with `schema_of_variant_agg`. Lines that are not JSON, and lines with a top-level
+key spelt in another case than its column, go to the rescued-data column. When the inferred
+schema cannot be expressed as a struct, the caller falls back to Spark's JSON reader.
 """
 
 from __future__ import annotations
@@ -70,13 +70,19 @@ def struct_schema(variant_schema: str) -> str:
 
 
 def parse(lines: DataFrame, rescued_column: str, source_column: str) -> DataFrame:
-    """Typed columns from the cached lines; what is not JSON lands in the rescued column."""
+    """Typed columns from the cached lines. A line that is not JSON lands in the rescued
+    column whole, and so does a line with a key spelt otherwise than its column: the inferred
+    schema merges `A` and `a` into the first spelling seen, and `from_json` would leave the
+    other's value null."""
     row = lines.select(F.expr("schema_of_variant_agg(try_parse_json(value))").alias("s")).first()
     if row is None or row["s"] is None:
         raise NotExpressible("no line of the batch is JSON")
     ddl = struct_schema(row["s"])
     parsed = F.from_json("value", ddl)
-    rescued = F.when(F.expr("try_parse_json(value)").isNull(), F.col("value"))
+    columns = lines.select(parsed.alias("p")).select("p.*").columns  # as Spark reads the DDL
+    spelt_otherwise = F.array_except(F.json_object_keys("value"), F.array(*map(F.lit, columns)))
+    unfit = F.expr("try_parse_json(value)").isNull() | (F.size(spelt_otherwise) > 0)
+    rescued = F.when(unfit, F.col("value"))
     return lines.select(
         parsed.alias("_parsed"), rescued.alias(rescued_column), source_column
     ).select("_parsed.*", rescued_column, source_column)

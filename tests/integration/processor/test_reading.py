@@ -232,3 +232,23 @@ def test_a_file_named_against_the_compression_fails_instead_of_landing_garbage(
     assert read.records == {landing.path(fits): 2}
     assert list(read.failed) == [landing.path(clashes)]
     assert f"format.compression is '{compression}'" in read.failed[landing.path(clashes)]
+
+
+def test_a_key_spelt_in_another_case_is_rescued_not_lost(
+    s3: Any, spark: Any, landing: Landing
+) -> None:
+    """Spark merges `A` and `a` into one column, spelt as first seen: the line that spells it
+    otherwise keeps its whole text in the rescued column, so its value is not lost."""
+    second = '{"a": 2, "b": "y"}'
+    sizes = dict([put(s3, landing, "case.json", f'{{"A": 1, "b": "x"}}\n{second}\n'.encode())])
+    reader = BatchReader(spark, landing.spec, sizes)
+    try:
+        read = reader.read()
+        assert read.failed == {} and read.records == {landing.path("case.json"): 2}
+        assert read.frame is not None
+        rows = {r["b"]: r.asDict() for r in read.frame.collect()}
+    finally:
+        reader.release()
+    rescued = landing.spec.format.schema_.rescued_data_column
+    assert (rows["x"]["A"], rows["x"][rescued]) == (1, None)
+    assert rows["y"][rescued] == second
