@@ -125,6 +125,11 @@ class FormatSpec(StrictModel):
     )
     schema_: SchemaSpec = Field(default_factory=SchemaSpec, alias="schema")
 
+    @property
+    def typed(self) -> bool:
+        """Columns typed from their values, not each a string as the file spells it."""
+        return self.schema_.inference == "auto"
+
     @model_validator(mode="after")
     def _inference_fits_type(self) -> FormatSpec:
         if self.type == "parquet" and self.schema_.inference == "none":

@@ -30,7 +30,7 @@ def readable(fmt: FormatSpec) -> bool:
     """JSON, one record a line, typed from its values: what this module reads. Untyped JSON
     goes to Spark's JSON reader, which alone keeps a value's own text (`1.50`, `1e2`, an
     object as written); `from_json` writes values out anew."""
-    return fmt.type == "json" and not fmt.multiline and fmt.schema_.inference == "auto"
+    return fmt.type == "json" and not fmt.multiline and fmt.typed
 
 
 class NotExpressible(ValueError):

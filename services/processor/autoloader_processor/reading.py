@@ -185,11 +185,6 @@ class BatchRead:
     folders: list[str] = field(default_factory=list)  # listed whole (else file by file)
 
 
-def typed(fmt: FormatSpec) -> bool:
-    """Columns typed from their values, not each a string as the file spells it."""
-    return fmt.schema_.inference == "auto"
-
-
 def reader(spark: SparkSession, fmt: FormatSpec, options: Mapping[str, str]) -> Any:
     reader = spark.read.format(fmt.type).options(**options).option("recursiveFileLookup", True)
     if fmt.type == "json":
@@ -197,7 +192,7 @@ def reader(spark: SparkSession, fmt: FormatSpec, options: Mapping[str, str]) -> 
         reader = reader.option("columnNameOfCorruptRecord", fmt.schema_.rescued_data_column)
     elif fmt.type == "csv":
         reader = reader.option("header", fmt.header).option("sep", fmt.delimiter)
-        reader = reader.option("inferSchema", typed(fmt)).option("mode", "PERMISSIVE")
+        reader = reader.option("inferSchema", fmt.typed).option("mode", "PERMISSIVE")
         reader = reader.option("columnNameOfCorruptRecord", fmt.schema_.rescued_data_column)
     return reader
 
@@ -353,7 +348,7 @@ class BatchReader:
         object or array as written). Untyped CSV is read without inferring."""
         fmt = self.spec.format
         spark_reader = reader(self.spark, fmt, self.options)
-        if fmt.type != "json" or typed(fmt):
+        if fmt.type != "json" or fmt.typed:
             return spark_reader
         names = spark_reader.load(targets).columns  # Spark's inference pass, as when typed
         return spark_reader.schema(StructType([StructField(n, StringType()) for n in names]))
