@@ -89,6 +89,7 @@ _MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "unreadable",
             "skip names",
             "format.compression",
+            "differs only in case",
         ),
     ),
     (

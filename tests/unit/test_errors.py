@@ -52,6 +52,10 @@ def client_error(code: str) -> ClientError:
             "format.compression is 'gzip', but Spark decompresses only names ending '.gz'",
             errors.UNREADABLE,
         ),
+        (  # a JSON key spelt otherwise than its column, on Spark's JSON reader (spellings)
+            "a record has a value under the key 'o.x', which differs only in case from a column",
+            errors.UNREADABLE,
+        ),
         (ValueError("something odd"), errors.UNEXPECTED),
         ("no json record could be parsed", errors.UNREADABLE),
         ("Spark found no file at this path", errors.NOT_FOUND),

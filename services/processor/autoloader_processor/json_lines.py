@@ -2,8 +2,8 @@
 
 Spark's JSON reader reads every file twice, once to infer the schema and once to parse. Here
 the batch's files are read as text into the cache once, and the schema is inferred from the
-cached lines with `schema_of_variant_agg`. Lines that are not JSON, and lines with a top-level
-key spelt in another case than its column, go to the rescued-data column. When the inferred
+cached lines with `schema_of_variant_agg`. Lines that are not JSON, and lines with a key spelt
+in another case than its column, go to the rescued-data column. When the inferred
 schema cannot be expressed as a struct, the caller falls back to Spark's JSON reader.
 """
 
@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
+from autoloader_processor import spellings
 from shared.spec import FormatSpec
 
 DECIMAL = re.compile(r"DECIMAL\(\d+,\s*\d+\)")
@@ -71,18 +74,21 @@ def struct_schema(variant_schema: str) -> str:
 
 def parse(lines: DataFrame, rescued_column: str, source_column: str) -> DataFrame:
     """Typed columns from the cached lines. A line that is not JSON lands in the rescued
-    column whole, and so does a line with a key spelt otherwise than its column: the inferred
-    schema merges `A` and `a` into the first spelling seen, and `from_json` would leave the
-    other's value null."""
-    row = lines.select(F.expr("schema_of_variant_agg(try_parse_json(value))").alias("s")).first()
-    if row is None or row["s"] is None:
+    column whole, and so does a line with a value under a key spelt otherwise than its
+    column, at any depth (`spellings`)."""
+    with spellings.case_sensitive(lines.sparkSession):
+        row = lines.select(F.expr("schema_of_variant_agg(try_parse_json(value))")).first()
+    if row is None or row[0] is None:
         raise NotExpressible("no line of the batch is JSON")
-    ddl = struct_schema(row["s"])
-    parsed = F.from_json("value", ddl)
-    columns = lines.select(parsed.alias("p")).select("p.*").columns  # as Spark reads the DDL
-    spelt_otherwise = F.array_except(F.json_object_keys("value"), F.array(*map(F.lit, columns)))
-    unfit = F.expr("try_parse_json(value)").isNull() | (F.size(spelt_otherwise) > 0)
+    ddl = struct_schema(row[0])
+    schema = lines.select(F.from_json("value", ddl).alias("p")).schema["p"].dataType
+    split = spellings.split(cast(StructType, schema))
+    unfit = F.expr("try_parse_json(value)").isNull()
+    for path in split.others:
+        unfit = unfit | spellings.holds_value(F.from_json("value", path), path)
     rescued = F.when(unfit, F.col("value"))
     return lines.select(
-        parsed.alias("_parsed"), rescued.alias(rescued_column), source_column
+        F.from_json("value", split.kept).alias("_parsed"),
+        rescued.alias(rescued_column),
+        source_column,
     ).select("_parsed.*", rescued_column, source_column)

@@ -41,7 +41,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, reduce
 from itertools import chain
 from posixpath import basename
 from typing import Any
@@ -52,7 +52,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from autoloader_processor import json_lines
+from autoloader_processor import json_lines, spellings
 from autoloader_processor.engine import first_line, spark_unreachable
 from shared import errors
 from shared.spec import FormatSpec, IngestionSpec, S3Credentials
@@ -81,6 +81,11 @@ S3_SCHEME = re.compile(r"s3a?(-[0-9a-f]+)?://")
 WRITE_TASK_BYTES = 128 * 1024 * 1024
 # What Hadoop's codec factory decompresses by (its default codecs' extensions).
 CODEC_EXTENSIONS = (".gz", ".bz2", ".deflate", ".zst", ".lz4", ".snappy")
+# Spark's errors when a CSV file's header names other columns than the read's schema.
+HEADERS_DIFFER = (
+    "CSV header does not conform to the schema",
+    "Number of column in CSV header is not equal to number of fields in the schema",
+)
 ACCESS_DENIED = re.compile(r"AccessDenied|403 Forbidden|Status Code: 403|InvalidAccessKeyId")
 
 
@@ -194,6 +199,8 @@ def reader(spark: SparkSession, fmt: FormatSpec, options: Mapping[str, str]) -> 
         reader = reader.option("header", fmt.header).option("sep", fmt.delimiter)
         reader = reader.option("inferSchema", fmt.typed).option("mode", "PERMISSIVE")
         reader = reader.option("columnNameOfCorruptRecord", fmt.schema_.rescued_data_column)
+    elif fmt.type == "parquet":
+        reader = reader.option("mergeSchema", True)  # else one file's columns, the rest dropped
     return reader
 
 
@@ -218,6 +225,7 @@ class BatchReader:
         self.warehouse_bucket = warehouse_bucket
         self.cached: list[DataFrame] = []
         self.spark_names: dict[str, str] = {}  # batch path -> Spark's name for it
+        self.spelt_otherwise: dict[str, str] = {}  # file identity -> why it cannot land
 
     def read(self) -> BatchRead:
         result = BatchRead()
@@ -239,7 +247,9 @@ class BatchReader:
             frame, counts = self._count(paths)
         for path in paths:
             total, parsed = counts.get(path, (0, 0))
-            if total and not parsed:
+            if reason := self.spelt_otherwise.get(_identity(path)):
+                result.failed[path] = reason
+            elif total and not parsed:
                 result.failed[path] = f"no {self.spec.format.type} record could be parsed"
             elif total:
                 result.records[path] = total
@@ -303,11 +313,14 @@ class BatchReader:
         """The batch as one frame, and per batch path its rows and how many of them parsed,
         counted in one pass."""
         frame = self._frame(paths, folders)
-        rows = (
-            frame.groupBy(SPARK_FILE)
-            .agg(F.count(F.lit(1)).alias("total"), self._parsed(frame).alias("parsed"))
-            .collect()
-        )
+        try:
+            rows = self._per_file(frame)
+        except Exception as error:
+            if not any(marker in str(error) for marker in HEADERS_DIFFER):
+                raise
+            self.release()
+            frame = self._frame_by_header(paths)
+            rows = self._per_file(frame)
         by_identity = {_identity(p): p for p in paths}
         counts: dict[str, tuple[int, int]] = {}
         for row in rows:
@@ -317,6 +330,59 @@ class BatchReader:
             counts[path] = (int(row["total"]), int(row["parsed"]))
             self.spark_names[path] = row[SPARK_FILE]
         return frame, counts
+
+    def _per_file(self, frame: DataFrame) -> list[Any]:
+        """Per Spark file name, its rows and how many of them parsed."""
+        return (
+            frame.groupBy(SPARK_FILE)
+            .agg(F.count(F.lit(1)).alias("total"), self._parsed(frame).alias("parsed"))
+            .collect()
+        )
+
+    def _frame_by_header(self, paths: Sequence[str]) -> DataFrame:
+        """CSV files whose headers differ, each group of one header read on its own and the
+        groups matched by column name: Spark takes one file's header for the whole read and
+        would give the others' values by position (`name,id` landing a name as the id).
+
+        Within a group the header's text is the same in every file, so its columns may be
+        taken by position: Spark's names for a header it cannot use as it is (`A,a` becomes
+        `A0,a1`, a blank name `_c0`) would not pass its own check of the header."""
+        frames: list[DataFrame] = [
+            self._spark_reader(targets, one_header=True)
+            .load(targets)
+            .withColumn(SPARK_FILE, F.col("_metadata.file_path"))
+            for targets in self._headers(paths).values()
+        ]
+        frame = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames).cache()
+        self.cached.append(frame)
+        return frame
+
+    def _headers(self, paths: Sequence[str]) -> dict[str, list[str]]:
+        """The files, as Spark must be given them, by their header: each file's first line
+        that is not blank (as Spark's CSV reader skips blank lines before the header)."""
+        by_identity = {_identity(p): self.access.path(p) for p in paths}
+        targets = list(by_identity.values())
+        firsts = (
+            self.spark.read.format("text")
+            .options(**self.options)
+            .load(targets)
+            .where((F.col("_metadata.file_block_start") == 0) & json_lines.not_blank())
+            .select(
+                "value",
+                F.col("_metadata.file_path").alias("file"),
+                F.monotonically_increasing_id().alias("at"),
+            )
+            .groupBy("file")
+            .agg(F.min_by("value", "at").alias("header"))
+            .collect()
+        )
+        grouped: dict[str, list[str]] = {}
+        for row in firsts:
+            target = by_identity.get(spark_identity(row["file"]))
+            if target is None:
+                raise BatchIdentityError(f"Spark read a header from {row['file']!r}, not in batch")
+            grouped.setdefault(row["header"], []).append(target)
+        return grouped
 
     def _frame(self, paths: Sequence[str], folders: Sequence[str] = ()) -> DataFrame:
         """The files' rows. `folders` (JSON lines only) are listed whole and their rows kept
@@ -334,7 +400,7 @@ class BatchReader:
             except json_lines.NotExpressible:
                 pass  # Spark's own inference below
         frame: DataFrame = (
-            self._spark_reader(targets)
+            self._spark_reader(targets, one_header=len(targets) == 1)
             .load(targets)
             .withColumn(SPARK_FILE, F.col("_metadata.file_path"))
             .cache()  # counted, then written: read the files from the store once
@@ -342,16 +408,46 @@ class BatchReader:
         self.cached.append(frame)
         return frame
 
-    def _spark_reader(self, targets: Sequence[str]) -> Any:
+    def _spark_reader(self, targets: Sequence[str], one_header: bool) -> Any:
         """Spark's reader for the format. Untyped JSON is given a schema of the names Spark
         infers, each a string: Spark's JSON reader then keeps a value's own text (`1.50`, an
-        object or array as written). Untyped CSV is read without inferring."""
+        object or array as written). Untyped CSV is read without inferring. CSV files that
+        may not share `one_header` have each header checked against the read's columns
+        (`_frame_by_header`)."""
         fmt = self.spec.format
-        spark_reader = reader(self.spark, fmt, self.options)
-        if fmt.type != "json" or fmt.typed:
+        spark_reader = reader(self.spark, fmt, self.options).option("enforceSchema", one_header)
+        if fmt.type != "json":
             return spark_reader
-        names = spark_reader.load(targets).columns  # Spark's inference pass, as when typed
-        return spark_reader.schema(StructType([StructField(n, StringType()) for n in names]))
+        with spellings.case_sensitive(self.spark):
+            inferred = spark_reader.load(targets).schema  # Spark's inference pass
+        split = spellings.split(inferred)
+        self._refuse_other_spellings(targets, split.others)
+        if fmt.typed:
+            return spark_reader.schema(split.kept)
+        untyped = [StructField(f.name, StringType()) for f in split.kept.fields]
+        return spark_reader.schema(StructType(untyped))
+
+    def _refuse_other_spellings(self, targets: Sequence[str], others: Sequence[StructType]) -> None:
+        """Fail each file with a record that has a value under a key spelt otherwise than the
+        batch's column: Spark's JSON reader would leave it out of the row."""
+        for path in others:
+            (top,) = path.fields
+            files = (
+                reader(self.spark, self.spec.format, self.options)
+                .schema(path)
+                .load(list(targets))
+                .where(spellings.holds_value(F.col(top.name), top.dataType))
+                .select(F.col("_metadata.file_path"))
+                .distinct()
+                .collect()
+            )
+            key = spellings.dotted(path)
+            for (name,) in files:
+                self.spelt_otherwise[spark_identity(name)] = (
+                    f"a record has a value under the key '{key}', which differs only in case "
+                    f"from a column of its batch: Spark's columns ignore case, so the value "
+                    f"would be lost. Spell each key one way"
+                )
 
     def _folder_roots(self, paths: Sequence[str], folders: Sequence[str]) -> list[str]:
         """The folders, and the files that are in none of them. A folder inside another is

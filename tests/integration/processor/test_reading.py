@@ -14,6 +14,8 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from autoloader_processor.folders import by_folder
@@ -234,21 +236,118 @@ def test_a_file_named_against_the_compression_fails_instead_of_landing_garbage(
     assert f"format.compression is '{compression}'" in read.failed[landing.path(clashes)]
 
 
+def with_format(landing: Landing, fmt: dict[str, Any]) -> IngestionSpec:
+    return IngestionSpec.model_validate(
+        {**landing.spec.model_dump(mode="json", by_alias=True), "format": fmt}
+    )
+
+
+def rows_by_file(
+    spark: Any, spec: IngestionSpec, sizes: dict[str, int]
+) -> dict[str, dict[str, Any]]:
+    """The batch read, which must land every file, as each file's one row."""
+    reader = BatchReader(spark, spec, sizes)
+    try:
+        read = reader.read()
+        assert read.failed == {} and read.records == dict.fromkeys(sizes, 1)
+        assert read.frame is not None
+        return {r[SOURCE_FILE]: r.asDict() for r in read.frame.collect()}
+    finally:
+        reader.release()
+
+
+def test_csv_files_with_other_headers_land_by_column_name(
+    s3: Any, spark: Any, landing: Landing
+) -> None:
+    """Spark takes one file's header for a whole read and the others' values by position:
+    `name,id` would land the name as the id. Files are matched by their own headers, and a
+    header Spark must rename (`A,a`) still lands its values."""
+    files = {
+        "one.csv": b"id,name\n1,alice\n",
+        "two.csv": b"name,id\nbob,2\n",
+        "three.csv": b"id,name,extra\n3,carol,x\n",
+        "twin.csv": b"A,a\n4,5\n",
+    }
+    sizes = dict(put(s3, landing, name, body) for name, body in files.items())
+    rows = rows_by_file(spark, with_format(landing, {"type": "csv", "header": True}), sizes)
+    got = {name: rows[landing.path(name)] for name in files}
+    assert [(str(got[n]["id"]), got[n]["name"]) for n in files if n != "twin.csv"] == [
+        ("1", "alice"),
+        ("2", "bob"),
+        ("3", "carol"),
+    ]
+    assert (got["three.csv"]["extra"], got["one.csv"]["extra"]) == ("x", None)
+    assert (str(got["twin.csv"]["A0"]), str(got["twin.csv"]["a1"])) == ("4", "5")
+
+
+def test_parquet_files_with_other_columns_keep_every_column(
+    s3: Any, spark: Any, landing: Landing
+) -> None:
+    """Spark reads Parquet with one file's columns unless told to merge them: a column only
+    some files have would be dropped, and those files still counted as landed."""
+    tables: dict[str, dict[str, Any]] = {
+        "one.parquet": {"id": 1},
+        "two.parquet": {"extra": "x", "id": 2},
+    }
+    sizes = dict(put(s3, landing, name, parquet([row])) for name, row in tables.items())
+    rows = rows_by_file(spark, with_format(landing, {"type": "parquet"}), sizes)
+    got = [(rows[landing.path(n)]["id"], rows[landing.path(n)]["extra"]) for n in tables]
+    assert got == [(1, None), (2, "x")]
+
+
+def parquet(rows: list[dict[str, Any]]) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), buffer)
+    return buffer.getvalue()
+
+
 def test_a_key_spelt_in_another_case_is_rescued_not_lost(
     s3: Any, spark: Any, landing: Landing
 ) -> None:
-    """Spark merges `A` and `a` into one column, spelt as first seen: the line that spells it
-    otherwise keeps its whole text in the rescued column, so its value is not lost."""
-    second = '{"a": 2, "b": "y"}'
-    sizes = dict([put(s3, landing, "case.json", f'{{"A": 1, "b": "x"}}\n{second}\n'.encode())])
+    """Spark's columns ignore case and its JSON parser does not: a value under `a` beside a
+    column `A`, at any depth, would be left null. Its line keeps its whole text in the
+    rescued column instead; a key spelt otherwise whose value is null loses nothing."""
+    spelt_otherwise = {
+        "top": '{"a": 2, "b": "top"}',
+        "nested": '{"o": {"x": 2}, "b": "nested"}',
+        "in an array": '{"l": [{"Q": 1}, {"q": 2}], "b": "in an array"}',
+    }
+    fits = ['{"A": 1, "o": {"X": 1}, "l": [{"Q": 1}], "b": "fits"}', '{"B": null, "b": "null"}']
+    body = "\n".join([*fits, *spelt_otherwise.values()]).encode()
+    sizes = dict([put(s3, landing, "case.json", body)])
     reader = BatchReader(spark, landing.spec, sizes)
     try:
         read = reader.read()
-        assert read.failed == {} and read.records == {landing.path("case.json"): 2}
+        assert read.failed == {} and read.records == {landing.path("case.json"): 5}
         assert read.frame is not None
         rows = {r["b"]: r.asDict() for r in read.frame.collect()}
     finally:
         reader.release()
     rescued = landing.spec.format.schema_.rescued_data_column
-    assert (rows["x"]["A"], rows["x"][rescued]) == (1, None)
-    assert rows["y"][rescued] == second
+    assert {b: rows[b][rescued] for b in spelt_otherwise} == spelt_otherwise
+    assert (rows["fits"]["A"], rows["fits"][rescued], rows["null"][rescued]) == (1, None, None)
+
+
+@pytest.mark.parametrize("kind", ["multiline", "untyped lines"])
+def test_spark_json_reader_fails_the_file_that_spells_a_key_otherwise(
+    s3: Any, spark: Any, landing: Landing, kind: str
+) -> None:
+    """Spark's JSON reader has no line to rescue: the file whose records spell a key
+    otherwise than the batch's column fails with the key named, and the others land."""
+    fmt: dict[str, Any] = {"type": "json", "multiline": kind == "multiline"}
+    if kind == "untyped lines":
+        fmt["schema"] = {"inference": "none"}
+    records = {"fits.json": {"o": {"X": 1}, "n": 1}, "otherwise.json": {"o": {"x": 2}, "n": 2}}
+    sizes = dict(
+        put(s3, landing, name, json.dumps([record] if kind == "multiline" else record).encode())
+        for name, record in records.items()
+    )
+    reader = BatchReader(spark, with_format(landing, fmt), sizes)
+    try:
+        read = reader.read()
+    finally:
+        reader.release()
+    assert read.records == {landing.path("fits.json"): 1}
+    assert list(read.failed) == [landing.path("otherwise.json")]
+    reason = read.failed[landing.path("otherwise.json")]
+    assert "the key 'o.x', which differs only in case" in reason
