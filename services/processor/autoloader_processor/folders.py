@@ -23,8 +23,6 @@ never read.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 import time
@@ -36,6 +34,7 @@ from typing import TYPE_CHECKING
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from autoloader_processor.reading import process_scheme_key, source_access
 from shared.s3 import source_client
 from shared.settings import S3Settings
 from shared.spec import S3Credentials
@@ -113,7 +112,7 @@ class FolderSizer:
         of files would otherwise cost every batch the pages it is allowed, plus one), and
         once per FIT_SECONDS while it fits."""
         revealed = credentials.revealed() if credentials else None
-        key = (hashlib.sha256(json.dumps(revealed, sort_keys=True).encode()).hexdigest(), folder)
+        key = (source_access(credentials, process_scheme_key()).scheme, folder)  # a digest
         now = time.monotonic()
         with self._lock:
             tried, too_big_until = self._too_big.get(key, (0, 0.0))
