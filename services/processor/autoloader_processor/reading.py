@@ -398,7 +398,9 @@ class BatchReader:
             try:
                 return json_lines.parse(lines, fmt.schema_.rescued_data_column, SPARK_FILE)
             except json_lines.NotExpressible:
-                pass  # Spark's own inference below
+                if folders:
+                    raise  # Spark's reader takes the files, not the folders: read file by file
+                # Spark's own inference below
         frame: DataFrame = (
             self._spark_reader(targets, one_header=len(targets) == 1)
             .load(targets)

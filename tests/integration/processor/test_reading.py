@@ -351,3 +351,22 @@ def test_spark_json_reader_fails_the_file_that_spells_a_key_otherwise(
     assert list(read.failed) == [landing.path("otherwise.json")]
     reason = read.failed[landing.path("otherwise.json")]
     assert "the key 'o.x', which differs only in case" in reason
+
+
+@pytest.mark.parametrize("how", READS)
+def test_lines_without_a_struct_form_go_to_spark_json_reader_file_by_file(
+    s3: Any, spark: Any, landing: Landing, how: str
+) -> None:
+    """Lines that are arrays of objects have no struct form for the one-pass read: Spark's
+    JSON reader takes them, and it is given the files, never their folders, so a batch
+    that was to list its folders says it did not."""
+    sizes = dict([put(s3, landing, "arrays.json", b'[{"a": 1}, {"a": 2}]\n[{"a": 3}]\n')])
+    reader = BatchReader(spark, landing.spec, sizes, folders=folders_of(how, sizes))
+    try:
+        read = reader.read()
+        assert read.frame is not None
+        values = sorted(r["a"] for r in read.frame.collect())
+    finally:
+        reader.release()
+    assert (read.failed, read.records, read.folders) == ({}, {landing.path("arrays.json"): 3}, [])
+    assert values == [1, 2, 3]
