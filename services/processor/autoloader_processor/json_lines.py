@@ -20,7 +20,7 @@ from pyspark.sql.types import StructType
 from autoloader_processor import spellings
 from shared.spec import FormatSpec
 
-DECIMAL = re.compile(r"DECIMAL\(\d+,\s*\d+\)")
+DECIMAL = re.compile(r"DECIMAL\(\d+,\s*(\d+)\)")
 PLAIN_FIELD = re.compile(r"(?<=[<,]\s)([^:<>,`\s]+):|(?<=<)([^:<>,`\s]+):")
 
 
@@ -64,12 +64,18 @@ def read_lines(
 
 
 def struct_schema(variant_schema: str) -> str:
-    """Spark DDL for the variant schema: objects as structs, decimals as doubles (as Spark's
-    JSON inference types them, so later batches widen nothing), field names quoted."""
+    """Spark DDL for the variant schema, numbers typed as Spark's JSON inference types them
+    (so a table it made widens nothing): fractions as doubles, whole numbers too large for a
+    BIGINT as the decimal that holds every digit (a double would round them). Objects are
+    structs, field names quoted."""
     if not variant_schema.startswith("OBJECT<") or "VARIANT" in variant_schema:
         raise NotExpressible(f"no struct form for {variant_schema[:200]}")
-    ddl = DECIMAL.sub("DOUBLE", variant_schema.replace("OBJECT<", "STRUCT<"))
+    ddl = DECIMAL.sub(_whole_or_double, variant_schema.replace("OBJECT<", "STRUCT<"))
     return PLAIN_FIELD.sub(lambda m: f"`{m.group(1) or m.group(2)}`:", ddl)
+
+
+def _whole_or_double(decimal: re.Match[str]) -> str:
+    return decimal.group(0) if decimal.group(1) == "0" else "DOUBLE"
 
 
 def parse(lines: DataFrame, rescued_column: str, source_column: str) -> DataFrame:

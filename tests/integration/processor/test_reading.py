@@ -12,6 +12,7 @@ import json
 import re
 import unicodedata
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -370,3 +371,25 @@ def test_lines_without_a_struct_form_go_to_spark_json_reader_file_by_file(
         reader.release()
     assert (read.failed, read.records, read.folders) == ({}, {landing.path("arrays.json"): 3}, [])
     assert values == [1, 2, 3]
+
+
+@pytest.mark.parametrize("multiline", [False, True])
+def test_a_whole_number_beyond_bigint_keeps_every_digit(
+    s3: Any, spark: Any, landing: Landing, multiline: bool
+) -> None:
+    """An unsigned 64-bit id is typed as the decimal that holds it, by the one-pass read as
+    by Spark's JSON reader; a double would land 18446744073709551615 as ...551616."""
+    records = [{"id": 18446744073709551615, "n": 1.5}, {"id": 1, "n": 2}]
+    body = json.dumps(records) if multiline else "\n".join(map(json.dumps, records))
+    sizes = dict([put(s3, landing, "ids.json", body.encode())])
+    spec = with_format(landing, {"type": "json", "multiline": multiline})
+    reader = BatchReader(spark, spec, sizes)
+    try:
+        read = reader.read()
+        assert read.frame is not None
+        types = {f.name: f.dataType.simpleString() for f in read.frame.schema.fields}
+        rows = sorted((r["id"], r["n"]) for r in read.frame.collect())
+    finally:
+        reader.release()
+    assert (types["id"], types["n"]) == ("decimal(20,0)", "double")
+    assert rows == [(Decimal(1), 2.0), (Decimal("18446744073709551615"), 1.5)]
