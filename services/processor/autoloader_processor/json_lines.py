@@ -74,6 +74,16 @@ def struct_schema(variant_schema: str) -> str:
     return PLAIN_FIELD.sub(lambda m: f"`{m.group(1) or m.group(2)}`:", ddl)
 
 
+def _values_under(lines: DataFrame, paths: Sequence[StructType]) -> dict[str, int]:
+    """How many lines hold a value at the end of each path, in one pass over the cache."""
+    if not paths:
+        return {}
+    holding = [F.count_if(spellings.holds_value(F.from_json("value", p), p)) for p in paths]
+    counts = lines.select(*holding).first()
+    assert counts is not None  # an aggregate without grouping has one row
+    return {spellings.key(p): int(n) for p, n in zip(paths, counts, strict=True)}
+
+
 def _whole_or_double(decimal: re.Match[str]) -> str:
     return decimal.group(0) if decimal.group(1) == "0" else "DOUBLE"
 
@@ -87,8 +97,8 @@ def parse(lines: DataFrame, rescued_column: str, source_column: str) -> DataFram
     if row is None or row[0] is None:
         raise NotExpressible("no line of the batch is JSON")
     ddl = struct_schema(row[0])
-    schema = lines.select(F.from_json("value", ddl).alias("p")).schema["p"].dataType
-    split = spellings.split(cast(StructType, schema))
+    schema = cast(StructType, lines.select(F.from_json("value", ddl).alias("p")).schema[0].dataType)
+    split = spellings.split(schema, _values_under(lines, spellings.twins(schema)))
     unfit = F.expr("try_parse_json(value)").isNull()
     for path in split.others:
         unfit = unfit | spellings.holds_value(F.from_json("value", path), path)

@@ -50,7 +50,16 @@ from urllib.parse import unquote, urlparse
 from prometheus_client import Counter
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.types import (
+    DataType,
+    DecimalType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
 
 from autoloader_processor import json_lines, spellings
 from autoloader_processor.engine import first_line, spark_unreachable
@@ -204,6 +213,32 @@ def reader(spark: SparkSession, fmt: FormatSpec, options: Mapping[str, str]) -> 
     return reader
 
 
+def _typed_alike(frames: Sequence[DataFrame]) -> list[DataFrame]:
+    """The frames with each column of one type in all of them: as Spark's CSV inference
+    would type the values of every file together (whole numbers widen to BIGINT, numbers to
+    DOUBLE, anything else to text). Left to a union, `1` beside `X1` fails the cast."""
+    types: dict[str, set[DataType]] = {}
+    for frame in frames:
+        for f in frame.schema:
+            types.setdefault(f.name, set()).add(f.dataType)
+    common = {name: _widest(found) for name, found in types.items() if len(found) > 1}
+    casts = [
+        {c: spellings.column(c).cast(common[c]) for c in f.columns if c in common} for f in frames
+    ]
+    return [
+        frame.withColumns(cast) if cast else frame
+        for frame, cast in zip(frames, casts, strict=True)
+    ]
+
+
+def _widest(types: set[DataType]) -> DataType:
+    if all(isinstance(t, IntegerType | LongType) for t in types):
+        return LongType()
+    if all(isinstance(t, IntegerType | LongType | DecimalType | DoubleType) for t in types):
+        return DoubleType()
+    return StringType()
+
+
 class BatchReader:
     """One Spark pass over the batch, then a look at each file that yielded nothing."""
 
@@ -312,6 +347,7 @@ class BatchReader:
     ) -> tuple[DataFrame, dict[str, tuple[int, int]]]:
         """The batch as one frame, and per batch path its rows and how many of them parsed,
         counted in one pass."""
+        self.spelt_otherwise.clear()  # what this read of these files finds
         frame = self._frame(paths, folders)
         try:
             rows = self._per_file(frame)
@@ -353,6 +389,9 @@ class BatchReader:
             .withColumn(SPARK_FILE, F.col("_metadata.file_path"))
             for targets in self._headers(paths).values()
         ]
+        # A file of only a header types every column as text: its group adds no rows, and
+        # its files are judged empty on their own.
+        frames = _typed_alike([f for f in frames if not f.isEmpty()] or frames[:1])
         frame = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames).cache()
         self.cached.append(frame)
         return frame
@@ -420,36 +459,44 @@ class BatchReader:
         spark_reader = reader(self.spark, fmt, self.options).option("enforceSchema", one_header)
         if fmt.type != "json":
             return spark_reader
-        with spellings.case_sensitive(self.spark):
-            inferred = spark_reader.load(targets).schema  # Spark's inference pass
-        split = spellings.split(inferred)
-        self._refuse_other_spellings(targets, split.others)
+        kept = self._one_spelling_each(spark_reader, targets)
         if fmt.typed:
-            return spark_reader.schema(split.kept)
-        untyped = [StructField(f.name, StringType()) for f in split.kept.fields]
-        return spark_reader.schema(StructType(untyped))
+            return spark_reader.schema(kept)
+        return spark_reader.schema(StructType([StructField(f.name, StringType()) for f in kept]))
 
-    def _refuse_other_spellings(self, targets: Sequence[str], others: Sequence[StructType]) -> None:
-        """Fail each file with a record that has a value under a key spelt otherwise than the
-        batch's column: Spark's JSON reader would leave it out of the row."""
-        for path in others:
-            (top,) = path.fields
-            files = (
-                reader(self.spark, self.spec.format, self.options)
-                .schema(path)
-                .load(list(targets))
-                .where(spellings.holds_value(F.col(top.name), top.dataType))
-                .select(F.col("_metadata.file_path"))
-                .distinct()
-                .collect()
+    def _one_spelling_each(self, spark_reader: Any, targets: Sequence[str]) -> StructType:
+        """Spark's inferred schema, with one spelling of each key that differs only in case
+        (the one most records use). A file with a record that has a value under another
+        spelling fails: Spark's JSON reader would leave it out of the row."""
+        with spellings.case_sensitive(self.spark):
+            inferred: StructType = spark_reader.load(targets).schema  # Spark's inference pass
+        by_file = {
+            spellings.key(path): self._files_under(path, targets)
+            for path in spellings.twins(inferred)
+        }
+        split = spellings.split(inferred, {k: sum(files.values()) for k, files in by_file.items()})
+        for path in split.others:
+            reason = (
+                f"a record has a value under the key '{spellings.dotted(path)}', which differs "
+                f"only in case from a column of its batch: Spark's columns ignore case, so "
+                f"the value would be lost. Spell each key one way"
             )
-            key = spellings.dotted(path)
-            for (name,) in files:
-                self.spelt_otherwise[spark_identity(name)] = (
-                    f"a record has a value under the key '{key}', which differs only in case "
-                    f"from a column of its batch: Spark's columns ignore case, so the value "
-                    f"would be lost. Spell each key one way"
-                )
+            self.spelt_otherwise.update(dict.fromkeys(by_file[spellings.key(path)], reason))
+        return split.kept
+
+    def _files_under(self, path: StructType, targets: Sequence[str]) -> dict[str, int]:
+        """By file identity, its records that have a value at the end of `path`."""
+        (top,) = path.fields
+        rows = (
+            reader(self.spark, self.spec.format, self.options)
+            .schema(path)
+            .load(list(targets))
+            .where(spellings.holds_value(spellings.column(top.name), top.dataType))
+            .groupBy(F.col("_metadata.file_path").alias("file"))
+            .count()
+            .collect()
+        )
+        return {spark_identity(row["file"]): int(row["count"]) for row in rows}
 
     def _folder_roots(self, paths: Sequence[str], folders: Sequence[str]) -> list[str]:
         """The folders, and the files that are in none of them. A folder inside another is
@@ -465,15 +512,16 @@ class BatchReader:
         return decoded.isin(names)
 
     def _parsed(self, frame: DataFrame) -> Column:
-        """Rows with a value in any data column: not only rescued text."""
+        """Rows with a value in any data column, or rescued text that is JSON (a record
+        with a key spelt otherwise than its column): not only text that is no record."""
         rescued = self.spec.format.schema_.rescued_data_column
         if self.spec.format.type == "parquet" or rescued not in frame.columns:
             return F.count(F.lit(1))
-        data = [c for c in frame.columns if c not in (rescued, SPARK_FILE)]
-        if not data:
-            return F.lit(0)
-        any_value = F.coalesce(*[F.col(c).cast("string") for c in data]).isNotNull()
-        return F.count(F.when(any_value, 1))
+        data = [spellings.column(c) for c in frame.columns if c not in (rescued, SPARK_FILE)]
+        parsed = F.coalesce(*[c.cast("string") for c in data]).isNotNull() if data else F.lit(False)
+        if self.spec.format.type == "json":
+            parsed = parsed | F.try_parse_json(spellings.column(rescued)).isNotNull()
+        return F.count(F.when(parsed, 1))
 
     def _unreadable(self, paths: Sequence[str]) -> dict[str, str]:
         """Each file read alone: the ones Spark cannot read, with the reason."""

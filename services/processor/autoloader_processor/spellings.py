@@ -4,15 +4,16 @@ Spark matches column names ignoring case, and so does an Iceberg table written t
 but its JSON parsers match keys exactly. Inferred case-insensitively, `{"A": 1}` and
 `{"a": 2}` give one column `A`, and the parser then leaves the second record's value null:
 the 2 is lost, with nothing said. So a batch's schema is inferred case-sensitively
-(`case_sensitive`), which keeps both spellings at every depth, and `split` keeps one spelling
-of each name and names the paths to the others. A record
-that holds a value under one of those is rescued (JSON lines) or fails its file (the other
-JSON readers), never landed without it.
+(`case_sensitive`), which keeps both spellings at every depth. The records holding a value
+under each spelling (`twins`) are counted, and `split` keeps the spelling most of them use
+and names the paths to the others. A record that holds a value under one of those is
+rescued (JSON lines) or fails its file (Spark's JSON reader), never landed without it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import cast
@@ -35,11 +36,15 @@ CASE_SENSITIVE = "spark.sql.caseSensitive"
 def case_sensitive(spark: SparkSession) -> Iterator[None]:
     """Spark's analysis tells `A` from `a` inside the block (a schema inferred in it keeps
     both); only for inferring: a write with both would make a table Spark cannot query."""
+    before = spark.conf.get(CASE_SENSITIVE, "false") or "false"
     spark.conf.set(CASE_SENSITIVE, "true")
     try:
         yield
     finally:
-        spark.conf.unset(CASE_SENSITIVE)
+        spark.conf.set(CASE_SENSITIVE, before)
+
+
+Wrap = Callable[[DataType], DataType]  # a type, inside the path that leads to it
 
 
 @dataclass(frozen=True)
@@ -51,47 +56,87 @@ class Spellings:
     others: list[StructType]
 
 
-def split(schema: StructType) -> Spellings:
-    kept = cast(StructType, _kept(schema))
-    return Spellings(kept, [cast(StructType, path) for path in _others(schema)])
+def twins(schema: StructType) -> list[StructType]:
+    """The path to each spelling of a name that has more than one, at any depth: what
+    `split` needs counted."""
+    return [cast(StructType, path) for path in _twins(schema, _top)]
 
 
-def _kept(data_type: DataType) -> DataType:
+def key(path: StructType) -> str:
+    return path.json()
+
+
+def split(schema: StructType, values: Mapping[str, int]) -> Spellings:
+    """Keep, of each name's spellings, the one with the most records holding a value under
+    it (`values`, by `key` of its path), then one whose type is not VOID (a key only ever
+    null), then the first."""
+    kept, others = _split(schema, _top, values)
+    return Spellings(cast(StructType, kept), [cast(StructType, path) for path in others])
+
+
+def _top(data_type: DataType) -> DataType:
+    return data_type
+
+
+def _into(wrap: Wrap, name: str) -> Wrap:
+    return lambda inner: wrap(StructType([StructField(name, inner)]))
+
+
+def _element(wrap: Wrap) -> Wrap:
+    return lambda inner: wrap(ArrayType(inner))
+
+
+def _path(wrap: Wrap, name: str) -> DataType:
+    return _into(wrap, name)(StringType())
+
+
+def _twins(data_type: DataType, wrap: Wrap) -> Iterator[DataType]:
     if isinstance(data_type, ArrayType):
-        return ArrayType(_kept(data_type.elementType), data_type.containsNull)
-    if not isinstance(data_type, StructType):
-        return data_type
-    keepers = _keepers(data_type)
-    return StructType(
-        [StructField(f.name, _kept(f.dataType), f.nullable) for f in data_type if f in keepers]
-    )
-
-
-def _others(data_type: DataType) -> Iterator[DataType]:
-    """Each path to a spelling `_kept` leaves out, as a type of that path alone."""
-    if isinstance(data_type, ArrayType):
-        yield from (ArrayType(path) for path in _others(data_type.elementType))
+        yield from _twins(data_type.elementType, _element(wrap))
     if not isinstance(data_type, StructType):
         return
-    keepers = _keepers(data_type)
+    spellings = Counter(f.name.lower() for f in data_type)
     for f in data_type:
-        if f not in keepers:
-            yield StructType([StructField(f.name, StringType())])
-        else:
-            yield from (StructType([StructField(f.name, path)]) for path in _others(f.dataType))
+        if spellings[f.name.lower()] > 1:
+            yield _path(wrap, f.name)
+        yield from _twins(f.dataType, _into(wrap, f.name))
 
 
-def _keepers(struct: StructType) -> list[StructField]:
-    """One field of each name, case aside: the first that ever held a value (a key only
-    ever null is typed VOID, and a column of it would keep nothing), else the first."""
-    by_name: dict[str, StructField] = {}
+def _split(
+    data_type: DataType, wrap: Wrap, values: Mapping[str, int]
+) -> tuple[DataType, list[DataType]]:
+    if isinstance(data_type, ArrayType):
+        element, below = _split(data_type.elementType, _element(wrap), values)
+        return ArrayType(element, data_type.containsNull), below
+    if not isinstance(data_type, StructType):
+        return data_type, []
+    keepers = _keepers(data_type, wrap, values)
+    fields: list[StructField] = []
+    others: list[DataType] = []
+    for f in data_type:
+        if f.name not in keepers:
+            others.append(_path(wrap, f.name))
+            continue
+        kept, below = _split(f.dataType, _into(wrap, f.name), values)
+        fields.append(StructField(f.name, kept, f.nullable))
+        others += below
+    return StructType(fields), others
+
+
+def _keepers(struct: StructType, wrap: Wrap, values: Mapping[str, int]) -> set[str]:
+    best: dict[str, tuple[tuple[int, bool], str]] = {}
     for f in struct:
-        kept = by_name.get(f.name.lower())
-        if kept is None or (
-            isinstance(kept.dataType, NullType) and not isinstance(f.dataType, NullType)
-        ):
-            by_name[f.name.lower()] = f
-    return list(by_name.values())
+        path = cast(StructType, _path(wrap, f.name))
+        score = (values.get(key(path), 0), not isinstance(f.dataType, NullType))
+        if f.name.lower() not in best or score > best[f.name.lower()][0]:
+            best[f.name.lower()] = (score, f.name)
+    return {name for _, name in best.values()}
+
+
+def column(name: str) -> Column:
+    """The column named `name` as it is: `a.b` is not field `b` of `a`, and a backtick is
+    part of the name."""
+    return F.col("`" + name.replace("`", "``") + "`")
 
 
 def holds_value(column: Column, path: DataType) -> Column:

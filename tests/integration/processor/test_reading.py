@@ -261,24 +261,36 @@ def test_csv_files_with_other_headers_land_by_column_name(
     s3: Any, spark: Any, landing: Landing
 ) -> None:
     """Spark takes one file's header for a whole read and the others' values by position:
-    `name,id` would land the name as the id. Files are matched by their own headers, and a
-    header Spark must rename (`A,a`) still lands its values."""
+    `name,id` would land the name as the id. Files are matched by their own headers, each
+    column typed across the files (`1` beside `X2` is text), a file of only a header adds
+    no rows and types nothing, and a header Spark must rename (`A,a`) still lands."""
     files = {
-        "one.csv": b"id,name\n1,alice\n",
-        "two.csv": b"name,id\nbob,2\n",
-        "three.csv": b"id,name,extra\n3,carol,x\n",
+        "one.csv": b"id,name,code\n1,alice,1\n",
+        "two.csv": b"name,id,code\nbob,2,X2\n",
+        "three.csv": b"id,name,extra,code\n3,carol,x,3\n",
         "twin.csv": b"A,a\n4,5\n",
     }
     sizes = dict(put(s3, landing, name, body) for name, body in files.items())
-    rows = rows_by_file(spark, with_format(landing, {"type": "csv", "header": True}), sizes)
+    sizes.update([put(s3, landing, "only a header.csv", b"code,name,id\n")])
+    spec = with_format(landing, {"type": "csv", "header": True})
+    reader = BatchReader(spark, spec, sizes)
+    try:
+        read = reader.read()
+        assert read.failed == {} and read.frame is not None
+        types = {f.name: f.dataType.simpleString() for f in read.frame.schema.fields}
+        rows = {r[SOURCE_FILE]: r.asDict() for r in read.frame.collect()}
+    finally:
+        reader.release()
+    assert read.records == {p: 0 if "header" in p else 1 for p in sizes}
     got = {name: rows[landing.path(name)] for name in files}
-    assert [(str(got[n]["id"]), got[n]["name"]) for n in files if n != "twin.csv"] == [
-        ("1", "alice"),
-        ("2", "bob"),
-        ("3", "carol"),
+    assert [(got[n]["id"], got[n]["name"], got[n]["code"]) for n in files if n != "twin.csv"] == [
+        (1, "alice", "1"),
+        (2, "bob", "X2"),
+        (3, "carol", "3"),
     ]
+    assert (types["id"], types["code"]) == ("int", "string")  # typed across the files
     assert (got["three.csv"]["extra"], got["one.csv"]["extra"]) == ("x", None)
-    assert (str(got["twin.csv"]["A0"]), str(got["twin.csv"]["a1"])) == ("4", "5")
+    assert (got["twin.csv"]["A0"], got["twin.csv"]["a1"]) == (4, 5)
 
 
 def test_parquet_files_with_other_columns_keep_every_column(
@@ -306,20 +318,29 @@ def test_a_key_spelt_in_another_case_is_rescued_not_lost(
     s3: Any, spark: Any, landing: Landing
 ) -> None:
     """Spark's columns ignore case and its JSON parser does not: a value under `a` beside a
-    column `A`, at any depth, would be left null. Its line keeps its whole text in the
-    rescued column instead; a key spelt otherwise whose value is null loses nothing."""
+    column `A`, at any depth, would be left null. The spelling most lines use is the
+    column; a line with a value under another keeps its whole text in the rescued column
+    (and its file lands, even when that is all it has); a key spelt otherwise whose value
+    is null loses nothing."""
     spelt_otherwise = {
         "top": '{"a": 2, "b": "top"}',
         "nested": '{"o": {"x": 2}, "b": "nested"}',
         "in an array": '{"l": [{"Q": 1}, {"q": 2}], "b": "in an array"}',
     }
     fits = ['{"A": 1, "o": {"X": 1}, "l": [{"Q": 1}], "b": "fits"}', '{"B": null, "b": "null"}']
-    body = "\n".join([*fits, *spelt_otherwise.values()]).encode()
-    sizes = dict([put(s3, landing, "case.json", body)])
+    fits.append('{"A": 3, "o": {"X": 3}, "l": [{"Q": 3}], "b": "most"}')
+    stray = '{"B": 4}'
+    sizes = dict(
+        [
+            put(s3, landing, "case.json", "\n".join([*fits, *spelt_otherwise.values()]).encode()),
+            put(s3, landing, "stray.json", stray.encode()),
+        ]
+    )
     reader = BatchReader(spark, landing.spec, sizes)
     try:
         read = reader.read()
-        assert read.failed == {} and read.records == {landing.path("case.json"): 5}
+        assert read.failed == {}
+        assert read.records == {landing.path("case.json"): 6, landing.path("stray.json"): 1}
         assert read.frame is not None
         rows = {r["b"]: r.asDict() for r in read.frame.collect()}
     finally:
@@ -327,18 +348,23 @@ def test_a_key_spelt_in_another_case_is_rescued_not_lost(
     rescued = landing.spec.format.schema_.rescued_data_column
     assert {b: rows[b][rescued] for b in spelt_otherwise} == spelt_otherwise
     assert (rows["fits"]["A"], rows["fits"][rescued], rows["null"][rescued]) == (1, None, None)
+    assert rows[None][rescued] == stray
 
 
 @pytest.mark.parametrize("kind", ["multiline", "untyped lines"])
 def test_spark_json_reader_fails_the_file_that_spells_a_key_otherwise(
     s3: Any, spark: Any, landing: Landing, kind: str
 ) -> None:
-    """Spark's JSON reader has no line to rescue: the file whose records spell a key
-    otherwise than the batch's column fails with the key named, and the others land."""
+    """Spark's JSON reader has no line to rescue: the spelling most records use is the
+    column, a file with a record under another fails with the key named, the others land."""
     fmt: dict[str, Any] = {"type": "json", "multiline": kind == "multiline"}
     if kind == "untyped lines":
         fmt["schema"] = {"inference": "none"}
-    records = {"fits.json": {"o": {"X": 1}, "n": 1}, "otherwise.json": {"o": {"x": 2}, "n": 2}}
+    records = {
+        "fits.json": {"o": {"x": 1}, "n": 1},
+        "also fits.json": {"o": {"x": 2}, "n": 2},
+        "otherwise.json": {"o": {"X": 3}, "n": 3},
+    }
     sizes = dict(
         put(s3, landing, name, json.dumps([record] if kind == "multiline" else record).encode())
         for name, record in records.items()
@@ -348,10 +374,43 @@ def test_spark_json_reader_fails_the_file_that_spells_a_key_otherwise(
         read = reader.read()
     finally:
         reader.release()
-    assert read.records == {landing.path("fits.json"): 1}
+    assert read.records == {landing.path("fits.json"): 1, landing.path("also fits.json"): 1}
     assert list(read.failed) == [landing.path("otherwise.json")]
     reason = read.failed[landing.path("otherwise.json")]
-    assert "the key 'o.x', which differs only in case" in reason
+    assert "the key 'o.X', which differs only in case" in reason
+
+
+@pytest.mark.parametrize("multiline", [False, True])
+def test_keys_with_dots_and_backticks_are_columns_of_their_own(
+    s3: Any, spark: Any, landing: Landing, multiline: bool
+) -> None:
+    """`a.b` is one column, not field `b` of `a`, and a backtick is part of a name: read by
+    name as they are, they land beside their twins' verdicts instead of failing the batch."""
+    records = {
+        "dots.json": {"a.b": 1, "c`d": 2, "n": 1},
+        "more.json": {"a.b": 3, "c`d": 4, "n": 2},
+        "twin.json": {"A.b": 5, "n": 3},
+    }
+    sizes = dict(
+        put(s3, landing, name, json.dumps([record] if multiline else record).encode())
+        for name, record in records.items()
+    )
+    reader = BatchReader(
+        spark, with_format(landing, {"type": "json", "multiline": multiline}), sizes
+    )
+    try:
+        read = reader.read()
+        assert read.frame is not None
+        rows = sorted((r["n"], r["a.b"], r["c`d"]) for r in read.frame.collect())
+    finally:
+        reader.release()
+    twin = landing.path("twin.json")
+    if multiline:  # Spark's JSON reader: the twin's file fails
+        assert list(read.failed) == [twin] and "the key 'A.b'" in read.failed[twin]
+        assert rows == [(1, 1, 2), (2, 3, 4)]
+    else:  # one pass: the twin's line is rescued
+        assert read.failed == {} and read.records[twin] == 1
+        assert rows == [(1, 1, 2), (2, 3, 4), (3, None, None)]
 
 
 @pytest.mark.parametrize("how", READS)
