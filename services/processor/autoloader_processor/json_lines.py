@@ -15,12 +15,15 @@ from typing import cast
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
+from pyspark.sql.types import ArrayType, DataType, StructField, StructType
 
 from autoloader_processor import spellings
 from shared.spec import FormatSpec
 
+QUOTED = re.compile(r"(`(?:[^`]|``)*`)")
 DECIMAL = re.compile(r"DECIMAL\(\d+,\s*(\d+)\)")
+VARIANT = re.compile(r"VARIANT(?=[,>])")  # the type; a key named so is followed by `:`
+VOID = re.compile(r"VOID(?=[,>])")
 PLAIN_FIELD = re.compile(r"(?<=[<,]\s)([^:<>,`\s]+):|(?<=<)([^:<>,`\s]+):")
 
 
@@ -66,12 +69,36 @@ def read_lines(
 def struct_schema(variant_schema: str) -> str:
     """Spark DDL for the variant schema, numbers typed as Spark's JSON inference types them
     (so a table it made widens nothing): fractions as doubles, whole numbers too large for a
-    BIGINT as the decimal that holds every digit (a double would round them). Objects are
-    structs, field names quoted."""
-    if not variant_schema.startswith("OBJECT<") or "VARIANT" in variant_schema:
+    BIGINT as the decimal that holds every digit (a double would round them), and a key only
+    ever null as a string. Objects are structs, field names quoted. Names Spark quoted
+    already (`OBJECT<x` is a key) are left as they are."""
+    parts = QUOTED.split(variant_schema)
+    if not variant_schema.startswith("OBJECT<") or any(VARIANT.search(p) for p in parts[::2]):
         raise NotExpressible(f"no struct form for {variant_schema[:200]}")
-    ddl = DECIMAL.sub(_whole_or_double, variant_schema.replace("OBJECT<", "STRUCT<"))
+    return "".join(part if i % 2 else _typed(part) for i, part in enumerate(parts))
+
+
+def _typed(unquoted: str) -> str:
+    ddl = DECIMAL.sub(_whole_or_double, unquoted.replace("OBJECT<", "STRUCT<"))
+    ddl = VOID.sub("STRING", ddl)
     return PLAIN_FIELD.sub(lambda m: f"`{m.group(1) or m.group(2)}`:", ddl)
+
+
+def as_spark_infers(struct: StructType) -> StructType:
+    """Without fields of empty objects or arrays of them, which Spark's JSON inference
+    leaves out too (and an Iceberg table cannot hold)."""
+    return cast(StructType, _kept(struct) or StructType([]))
+
+
+def _kept(data_type: DataType) -> DataType | None:
+    if isinstance(data_type, ArrayType):
+        element = _kept(data_type.elementType)
+        return None if element is None else ArrayType(element, data_type.containsNull)
+    if not isinstance(data_type, StructType):
+        return data_type
+    fields = [(f, _kept(f.dataType)) for f in data_type]
+    kept = [StructField(f.name, t, f.nullable) for f, t in fields if t is not None]
+    return StructType(kept) if kept else None
 
 
 def _values_under(lines: DataFrame, paths: Sequence[StructType]) -> dict[str, int]:
@@ -104,7 +131,7 @@ def parse(lines: DataFrame, rescued_column: str, source_column: str) -> DataFram
         unfit = unfit | spellings.holds_value(F.from_json("value", path), path)
     rescued = F.when(unfit, F.col("value"))
     return lines.select(
-        F.from_json("value", split.kept).alias("_parsed"),
+        F.from_json("value", as_spark_infers(split.kept)).alias("_parsed"),
         rescued.alias(rescued_column),
         source_column,
     ).select("_parsed.*", rescued_column, source_column)
