@@ -90,6 +90,7 @@ _MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "skip names",
             "format.compression",
             "differs only in case",
+            "autoloader writes itself",
         ),
     ),
     (

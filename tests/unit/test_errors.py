@@ -56,6 +56,10 @@ def client_error(code: str) -> ClientError:
             "a record has a value under the key 'o.x', which differs only in case from a column",
             errors.UNREADABLE,
         ),
+        (  # a file with a column of Autoloader's own (reading.BatchReader._per_file)
+            "a record has a value under '_source_file', which Autoloader writes itself",
+            errors.UNREADABLE,
+        ),
         (ValueError("something odd"), errors.UNEXPECTED),
         ("no json record could be parsed", errors.UNREADABLE),
         ("Spark found no file at this path", errors.NOT_FOUND),

@@ -10,7 +10,7 @@ schema cannot be expressed as a struct, the caller falls back to Spark's JSON re
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import cast
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -115,10 +115,13 @@ def _whole_or_double(decimal: re.Match[str]) -> str:
     return decimal.group(0) if decimal.group(1) == "0" else "DOUBLE"
 
 
-def parse(lines: DataFrame, rescued_column: str, source_column: str) -> DataFrame:
+def parse(
+    lines: DataFrame, rescued_column: str, source_column: str, taken: Collection[str]
+) -> DataFrame:
     """Typed columns from the cached lines. A line that is not JSON lands in the rescued
     column whole, and so does a line with a value under a key spelt otherwise than its
-    column, at any depth (`spellings`)."""
+    column, at any depth (`spellings`), or under a top-level key `taken` by a column
+    Autoloader writes itself (the rescued column among them)."""
     with spellings.case_sensitive(lines.sparkSession):
         row = lines.select(F.expr("schema_of_variant_agg(try_parse_json(value))")).first()
     if row is None or row[0] is None:
@@ -126,6 +129,7 @@ def parse(lines: DataFrame, rescued_column: str, source_column: str) -> DataFram
     ddl = struct_schema(row[0])
     schema = cast(StructType, lines.select(F.from_json("value", ddl).alias("p")).schema[0].dataType)
     split = spellings.split(schema, _values_under(lines, spellings.twins(schema)))
+    split = spellings.without(split, taken)
     unfit = F.expr("try_parse_json(value)").isNull()
     for path in split.others:
         unfit = unfit | spellings.holds_value(F.from_json("value", path), path)

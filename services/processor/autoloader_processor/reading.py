@@ -260,7 +260,7 @@ class BatchReader:
         self.warehouse_bucket = warehouse_bucket
         self.cached: list[DataFrame] = []
         self.spark_names: dict[str, str] = {}  # batch path -> Spark's name for it
-        self.spelt_otherwise: dict[str, str] = {}  # file identity -> why it cannot land
+        self.refused: dict[str, str] = {}  # file identity -> why it cannot land
 
     def read(self) -> BatchRead:
         result = BatchRead()
@@ -282,7 +282,7 @@ class BatchReader:
             frame, counts = self._count(paths)
         for path in paths:
             total, parsed = counts.get(path, (0, 0))
-            if reason := self.spelt_otherwise.get(_identity(path)):
+            if reason := self.refused.get(_identity(path)):
                 result.failed[path] = reason
             elif total and not parsed:
                 result.failed[path] = f"no {self.spec.format.type} record could be parsed"
@@ -347,7 +347,7 @@ class BatchReader:
     ) -> tuple[DataFrame, dict[str, tuple[int, int]]]:
         """The batch as one frame, and per batch path its rows and how many of them parsed,
         counted in one pass."""
-        self.spelt_otherwise.clear()  # what this read of these files finds
+        self.refused.clear()  # what this read of these files finds
         frame = self._frame(paths, folders)
         try:
             rows = self._per_file(frame)
@@ -368,12 +368,26 @@ class BatchReader:
         return frame, counts
 
     def _per_file(self, frame: DataFrame) -> list[Any]:
-        """Per Spark file name, its rows and how many of them parsed."""
-        return (
+        """Per Spark file name, its rows and how many of them parsed. A file with a value in
+        a column Autoloader writes itself is refused: it would be overwritten."""
+        taken = [c for c in frame.columns if c.lower() in (SOURCE_FILE, INGESTED_AT)]
+        holding = F.coalesce(*[spellings.column(c).cast("string") for c in taken]).isNotNull()
+        rows = (
             frame.groupBy(SPARK_FILE)
-            .agg(F.count(F.lit(1)).alias("total"), self._parsed(frame).alias("parsed"))
+            .agg(
+                F.count(F.lit(1)).alias("total"),
+                self._parsed(frame).alias("parsed"),
+                F.count_if(holding if taken else F.lit(False)).alias("taken"),
+            )
             .collect()
         )
+        for row in rows:
+            if row["taken"]:
+                self.refused[spark_identity(row[SPARK_FILE])] = (
+                    f"a record has a value under {' or '.join(map(repr, taken))}, which "
+                    f"Autoloader writes itself: rename the key in the file"
+                )
+        return rows
 
     def _frame_by_header(self, paths: Sequence[str]) -> DataFrame:
         """CSV files whose headers differ, each group of one header read on its own and the
@@ -435,7 +449,9 @@ class BatchReader:
             lines = json_lines.read_lines(self.spark, roots, SPARK_FILE, self.options, only)
             self.cached.append(lines)
             try:
-                return json_lines.parse(lines, fmt.schema_.rescued_data_column, SPARK_FILE)
+                rescued = fmt.schema_.rescued_data_column
+                taken = (rescued, SOURCE_FILE, INGESTED_AT)
+                return json_lines.parse(lines, rescued, SPARK_FILE, taken)
             except json_lines.NotExpressible:
                 if folders:
                     raise  # Spark's reader takes the files, not the folders: read file by file
@@ -481,7 +497,7 @@ class BatchReader:
                 f"only in case from a column of its batch: Spark's columns ignore case, so "
                 f"the value would be lost. Spell each key one way"
             )
-            self.spelt_otherwise.update(dict.fromkeys(by_file[spellings.key(path)], reason))
+            self.refused.update(dict.fromkeys(by_file[spellings.key(path)], reason))
         return split.kept
 
     def _files_under(self, path: StructType, targets: Sequence[str]) -> dict[str, int]:

@@ -13,7 +13,7 @@ rescued (JSON lines) or fails its file (Spark's JSON reader), never landed witho
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import cast
@@ -72,6 +72,16 @@ def split(schema: StructType, values: Mapping[str, int]) -> Spellings:
     null), then the first."""
     kept, others = _split(schema, _top, values)
     return Spellings(cast(StructType, kept), [cast(StructType, path) for path in others])
+
+
+def without(spellings: Spellings, names: Collection[str]) -> Spellings:
+    """The top-level columns named `names` (in any case) moved to the others."""
+    taken = {name.lower() for name in names}
+    left = [f for f in spellings.kept if f.name.lower() not in taken]
+    gone = [
+        StructType([StructField(f.name, StringType())]) for f in spellings.kept if f not in left
+    ]
+    return Spellings(StructType(left), spellings.others + gone)
 
 
 def _top(data_type: DataType) -> DataType:

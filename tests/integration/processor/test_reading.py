@@ -452,3 +452,42 @@ def test_a_whole_number_beyond_bigint_keeps_every_digit(
         reader.release()
     assert (types["id"], types["n"]) == ("decimal(20,0)", "double")
     assert rows == [(Decimal(1), 2.0), (Decimal("18446744073709551615"), 1.5)]
+
+
+@pytest.mark.parametrize("kind", ["json", "multiline", "csv", "parquet"])
+def test_a_column_autoloader_writes_itself_is_never_overwritten(
+    s3: Any, spark: Any, landing: Landing, kind: str
+) -> None:
+    """Data exported from an Autoloader table carries `_source_file` and `_ingested_at`:
+    overwritten, their values would be lost, and a key named as the rescued column made
+    the one-pass read ambiguous. A JSON line holding one is rescued whole; another
+    format's file fails with the column named, beside files that land."""
+    record = {"_source_file": "s3://elsewhere/x.json", "_rescued_data": "r", "a": 1}
+    plain = {"a": 2}
+
+    def encode(r: dict[str, Any]) -> bytes:
+        if kind == "parquet":
+            return parquet([r])
+        if kind == "csv":
+            return (",".join(r) + "\n" + ",".join(map(str, r.values())) + "\n").encode()
+        return json.dumps([r] if kind == "multiline" else r).encode()
+
+    fmt = {"type": "json" if kind == "multiline" else kind, "multiline": kind == "multiline"}
+    fmt |= {"header": True} if kind == "csv" else {}
+    sizes = dict(
+        [put(s3, landing, "exported", encode(record)), put(s3, landing, "plain", encode(plain))]
+    )
+    reader = BatchReader(spark, with_format(landing, fmt), sizes)
+    try:
+        read = reader.read()
+        assert read.frame is not None
+        rows = {r[SOURCE_FILE]: r.asDict() for r in read.frame.collect()}
+    finally:
+        reader.release()
+    exported, rescued = landing.path("exported"), landing.spec.format.schema_.rescued_data_column
+    assert rows[landing.path("plain")]["a"] == 2
+    if kind == "json":
+        assert read.failed == {} and rows[exported][rescued] == json.dumps(record)
+    else:
+        assert list(read.failed) == [exported] and exported not in rows
+        assert "'_source_file', which Autoloader writes itself" in read.failed[exported]
