@@ -130,9 +130,11 @@ def parse(
     schema = cast(StructType, lines.select(F.from_json("value", ddl).alias("p")).schema[0].dataType)
     split = spellings.split(schema, _values_under(lines, spellings.twins(schema)))
     split = spellings.without(split, taken)
+    # One flat array, not a chain of ORs: a plan nested once per path fails past ~50 paths.
+    spelt = [spellings.holds_value(F.from_json("value", path), path) for path in split.others]
     unfit = F.expr("try_parse_json(value)").isNull()
-    for path in split.others:
-        unfit = unfit | spellings.holds_value(F.from_json("value", path), path)
+    if spelt:
+        unfit = unfit | F.array_contains(F.array(*spelt), True)
     rescued = F.when(unfit, F.col("value"))
     return lines.select(
         F.from_json("value", as_spark_infers(split.kept)).alias("_parsed"),

@@ -77,7 +77,9 @@ FOLDER_READS = Counter(
 
 SOURCE_FILE = "_source_file"
 INGESTED_AT = "_ingested_at"
-SPARK_FILE = "__spark_file"  # Spark's name for the file, until it is mapped back
+# Spark's name for the file, until it is mapped back: a column of the process's own naming,
+# which no file's column can be.
+SPARK_FILE = f"__spark_file_{secrets.token_hex(6)}"
 GLOB = re.compile(r"([{}\[\]*?\\])")
 S3A = "org.apache.hadoop.fs.s3a."
 # A batch names its files, and Spark looks each one up before reading (a HEAD per file), above
@@ -213,30 +215,50 @@ def reader(spark: SparkSession, fmt: FormatSpec, options: Mapping[str, str]) -> 
     return reader
 
 
-def _typed_alike(frames: Sequence[DataFrame]) -> list[DataFrame]:
-    """The frames with each column of one type in all of them: as Spark's CSV inference
-    would type the values of every file together (whole numbers widen to BIGINT, numbers to
-    DOUBLE, anything else to text). Left to a union, `1` beside `X1` fails the cast."""
+def _with_file(frame: DataFrame) -> DataFrame:
+    """The frame with Spark's name for each row's file, even beside a column of the files'
+    own named `_metadata`."""
+    return frame.withColumn(SPARK_FILE, frame.metadataColumn("_metadata").getField("file_path"))
+
+
+def _common_types(schemas: Sequence[StructType]) -> dict[str, DataType]:
+    """By name (case aside), the type of each column the schemas type differently: as
+    Spark's CSV inference would type the values of every file together. Left to a union,
+    `1` beside `X1` would fail the cast."""
     types: dict[str, set[DataType]] = {}
-    for frame in frames:
-        for f in frame.schema:
-            types.setdefault(f.name, set()).add(f.dataType)
-    common = {name: _widest(found) for name, found in types.items() if len(found) > 1}
-    casts = [
-        {c: spellings.column(c).cast(common[c]) for c in f.columns if c in common} for f in frames
-    ]
-    return [
-        frame.withColumns(cast) if cast else frame
-        for frame, cast in zip(frames, casts, strict=True)
-    ]
+    for schema in schemas:
+        for f in schema:
+            types.setdefault(f.name.lower(), set()).add(f.dataType)
+    return {name: _widest(found) for name, found in types.items() if len(found) > 1}
+
+
+def _retyped(schema: StructType, common: Mapping[str, DataType]) -> StructType:
+    """The group's own columns, in its header's order, each of its common type: Spark then
+    parses the text as that type (a column that must be text keeps the file's spelling)."""
+    return StructType(
+        [StructField(f.name, common.get(f.name.lower(), f.dataType), f.nullable) for f in schema]
+    )
 
 
 def _widest(types: set[DataType]) -> DataType:
+    """Whole numbers as the narrowest type that holds them all, other numbers as doubles,
+    anything else as text."""
     if all(isinstance(t, IntegerType | LongType) for t in types):
         return LongType()
+    digits = [_digits(t) for t in types]
+    if all(d is not None for d in digits):
+        return DecimalType(min(38, max(d for d in digits if d is not None)), 0)
     if all(isinstance(t, IntegerType | LongType | DecimalType | DoubleType) for t in types):
         return DoubleType()
     return StringType()
+
+
+def _digits(data_type: DataType) -> int | None:
+    """The digits a whole-number type holds, or None for any other type."""
+    if isinstance(data_type, DecimalType):
+        return data_type.precision if data_type.scale == 0 else None
+    whole: dict[type[DataType], int] = {IntegerType: 10, LongType: 19}
+    return whole.get(type(data_type))
 
 
 class BatchReader:
@@ -370,7 +392,10 @@ class BatchReader:
     def _per_file(self, frame: DataFrame) -> list[Any]:
         """Per Spark file name, its rows and how many of them parsed. A file with a value in
         a column Autoloader writes itself is refused: it would be overwritten."""
-        taken = [c for c in frame.columns if c.lower() in (SOURCE_FILE, INGESTED_AT)]
+        ours = {SOURCE_FILE, INGESTED_AT}
+        if self.spec.format.type == "csv":  # Spark fills a header's column of this name
+            ours.add(self.spec.format.schema_.rescued_data_column.lower())
+        taken = [c for c in frame.columns if c.lower() in ours]
         holding = F.coalesce(*[spellings.column(c).cast("string") for c in taken]).isNotNull()
         rows = (
             frame.groupBy(SPARK_FILE)
@@ -397,15 +422,19 @@ class BatchReader:
         Within a group the header's text is the same in every file, so its columns may be
         taken by position: Spark's names for a header it cannot use as it is (`A,a` becomes
         `A0,a1`, a blank name `_c0`) would not pass its own check of the header."""
-        frames: list[DataFrame] = [
-            self._spark_reader(targets, one_header=True)
-            .load(targets)
-            .withColumn(SPARK_FILE, F.col("_metadata.file_path"))
-            for targets in self._headers(paths).values()
+        groups = [
+            (t, self._spark_reader(t, one_header=True)) for t in self._headers(paths).values()
         ]
-        # A file of only a header types every column as text: its group adds no rows, and
-        # its files are judged empty on their own.
-        frames = _typed_alike([f for f in frames if not f.isEmpty()] or frames[:1])
+        loaded = [(targets, read, read.load(targets)) for targets, read in groups]
+        # A file of only a header types every column as text: its group adds no rows (its
+        # files are judged empty on their own) and types nothing.
+        loaded = [group for group in loaded if not group[2].isEmpty()] or loaded[:1]
+        schemas: list[StructType] = [frame.schema for _, _, frame in loaded]
+        common = _common_types(schemas)
+        frames = [
+            _with_file(read.schema(_retyped(schema, common)).load(targets) if common else frame)
+            for (targets, read, frame), schema in zip(loaded, schemas, strict=True)
+        ]
         frame = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames).cache()
         self.cached.append(frame)
         return frame
@@ -456,12 +485,8 @@ class BatchReader:
                 if folders:
                     raise  # Spark's reader takes the files, not the folders: read file by file
                 # Spark's own inference below
-        frame: DataFrame = (
-            self._spark_reader(targets, one_header=len(targets) == 1)
-            .load(targets)
-            .withColumn(SPARK_FILE, F.col("_metadata.file_path"))
-            .cache()  # counted, then written: read the files from the store once
-        )
+        frame = _with_file(self._spark_reader(targets, one_header=len(targets) == 1).load(targets))
+        frame = frame.cache()  # counted, then written: read the files from the store once
         self.cached.append(frame)
         return frame
 
@@ -475,17 +500,16 @@ class BatchReader:
         spark_reader = reader(self.spark, fmt, self.options).option("enforceSchema", one_header)
         if fmt.type != "json":
             return spark_reader
-        kept = self._one_spelling_each(spark_reader, targets)
-        if fmt.typed:
-            return spark_reader.schema(kept)
-        return spark_reader.schema(StructType([StructField(f.name, StringType()) for f in kept]))
-
-    def _one_spelling_each(self, spark_reader: Any, targets: Sequence[str]) -> StructType:
-        """Spark's inferred schema, with one spelling of each key that differs only in case
-        (the one most records use). A file with a record that has a value under another
-        spelling fails: Spark's JSON reader would leave it out of the row."""
         with spellings.case_sensitive(self.spark):
             inferred: StructType = spark_reader.load(targets).schema  # Spark's inference pass
+        if not fmt.typed:  # a nested object is its text as written: only its own name counts
+            inferred = StructType([StructField(f.name, StringType()) for f in inferred])
+        return spark_reader.schema(self._one_spelling_each(inferred, targets))
+
+    def _one_spelling_each(self, inferred: StructType, targets: Sequence[str]) -> StructType:
+        """The inferred schema with one spelling of each key that differs only in case (the
+        one most records use). A file with a record that has a value under another
+        spelling fails: Spark's JSON reader would leave it out of the row."""
         by_file = {
             spellings.key(path): self._files_under(path, targets)
             for path in spellings.twins(inferred)
@@ -507,8 +531,9 @@ class BatchReader:
             reader(self.spark, self.spec.format, self.options)
             .schema(path)
             .load(list(targets))
+            .transform(_with_file)
             .where(spellings.holds_value(spellings.column(top.name), top.dataType))
-            .groupBy(F.col("_metadata.file_path").alias("file"))
+            .groupBy(F.col(SPARK_FILE).alias("file"))
             .count()
             .collect()
         )
@@ -528,15 +553,17 @@ class BatchReader:
         return decoded.isin(names)
 
     def _parsed(self, frame: DataFrame) -> Column:
-        """Rows with a value in any data column, or rescued text that is JSON (a record
-        with a key spelt otherwise than its column): not only text that is no record."""
+        """Rows that are records, not only text that is none: in JSON any row whose rescued
+        text, if it has any, is JSON (`{}`, a record rescued whole); in CSV a row with a
+        value in any data column."""
         rescued = self.spec.format.schema_.rescued_data_column
         if self.spec.format.type == "parquet" or rescued not in frame.columns:
             return F.count(F.lit(1))
+        if self.spec.format.type == "json":  # a record, even `{}`, or one rescued whole
+            kept = spellings.column(rescued)
+            return F.count(F.when(kept.isNull() | F.try_parse_json(kept).isNotNull(), 1))
         data = [spellings.column(c) for c in frame.columns if c not in (rescued, SPARK_FILE)]
         parsed = F.coalesce(*[c.cast("string") for c in data]).isNotNull() if data else F.lit(False)
-        if self.spec.format.type == "json":
-            parsed = parsed | F.try_parse_json(spellings.column(rescued)).isNotNull()
         return F.count(F.when(parsed, 1))
 
     def _unreadable(self, paths: Sequence[str]) -> dict[str, str]:

@@ -261,12 +261,13 @@ def test_csv_files_with_other_headers_land_by_column_name(
     s3: Any, spark: Any, landing: Landing
 ) -> None:
     """Spark takes one file's header for a whole read and the others' values by position:
-    `name,id` would land the name as the id. Files are matched by their own headers, each
-    column typed across the files (`1` beside `X2` is text), a file of only a header adds
-    no rows and types nothing, and a header Spark must rename (`A,a`) still lands."""
+    `name,id` would land the name as the id. Files are matched by their own headers (in any
+    case), each column typed across the files (`1` beside `X2` is text as written, a 20-digit
+    id a decimal), a file of only a header adds no rows and types nothing, and a header
+    Spark must rename (`A,a`) still lands."""
     files = {
-        "one.csv": b"id,name,code\n1,alice,1\n",
-        "two.csv": b"name,id,code\nbob,2,X2\n",
+        "one.csv": b"id,name,code,price\n1,alice,1,1.50\n",
+        "two.csv": b"name,ID,code,price\nbob,18446744073709551615,X2,n/a\n",
         "three.csv": b"id,name,extra,code\n3,carol,x,3\n",
         "twin.csv": b"A,a\n4,5\n",
     }
@@ -283,12 +284,13 @@ def test_csv_files_with_other_headers_land_by_column_name(
         reader.release()
     assert read.records == {p: 0 if "header" in p else 1 for p in sizes}
     got = {name: rows[landing.path(name)] for name in files}
-    assert [(got[n]["id"], got[n]["name"], got[n]["code"]) for n in files if n != "twin.csv"] == [
-        (1, "alice", "1"),
-        (2, "bob", "X2"),
-        (3, "carol", "3"),
+    assert [(got[n]["id"], got[n]["name"], got[n]["code"], got[n]["price"]) for n in files][:3] == [
+        (1, "alice", "1", "1.50"),
+        (18446744073709551615, "bob", "X2", "n/a"),
+        (3, "carol", "3", None),
     ]
-    assert (types["id"], types["code"]) == ("int", "string")  # typed across the files
+    # typed across the files: every digit kept, text as the file spells it
+    assert (types["id"], types["code"], types["price"]) == ("decimal(20,0)", "string", "string")
     assert (got["three.csv"]["extra"], got["one.csv"]["extra"]) == ("x", None)
     assert (got["twin.csv"]["A0"], got["twin.csv"]["a1"]) == (4, 5)
 
@@ -356,14 +358,16 @@ def test_spark_json_reader_fails_the_file_that_spells_a_key_otherwise(
     s3: Any, spark: Any, landing: Landing, kind: str
 ) -> None:
     """Spark's JSON reader has no line to rescue: the spelling most records use is the
-    column, a file with a record under another fails with the key named, the others land."""
+    column, a file with a record under another fails with the key named, the others land.
+    Untyped, a nested object is its own text as written, so only top-level names count."""
     fmt: dict[str, Any] = {"type": "json", "multiline": kind == "multiline"}
     if kind == "untyped lines":
         fmt["schema"] = {"inference": "none"}
     records = {
         "fits.json": {"o": {"x": 1}, "n": 1},
         "also fits.json": {"o": {"x": 2}, "n": 2},
-        "otherwise.json": {"o": {"X": 3}, "n": 3},
+        "nested otherwise.json": {"o": {"X": 3}, "n": 3},
+        "otherwise.json": {"O": {"x": 4}, "n": 4},
     }
     sizes = dict(
         put(s3, landing, name, json.dumps([record] if kind == "multiline" else record).encode())
@@ -372,12 +376,63 @@ def test_spark_json_reader_fails_the_file_that_spells_a_key_otherwise(
     reader = BatchReader(spark, with_format(landing, fmt), sizes)
     try:
         read = reader.read()
+        assert read.frame is not None
+        landed = {r[SOURCE_FILE]: r["o"] for r in read.frame.collect()}
     finally:
         reader.release()
-    assert read.records == {landing.path("fits.json"): 1, landing.path("also fits.json"): 1}
-    assert list(read.failed) == [landing.path("otherwise.json")]
-    reason = read.failed[landing.path("otherwise.json")]
-    assert "the key 'o.X', which differs only in case" in reason
+    failing = (
+        ["otherwise.json"]
+        if kind == "untyped lines"
+        else ["nested otherwise.json", "otherwise.json"]
+    )
+    assert sorted(read.failed) == sorted(landing.path(n) for n in failing)
+    assert "the key 'O', which differs only in case" in read.failed[landing.path("otherwise.json")]
+    if kind == "untyped lines":
+        assert json.loads(landed[landing.path("nested otherwise.json")]) == {"X": 3}
+    else:
+        reason = read.failed[landing.path("nested otherwise.json")]
+        assert "the key 'o.X', which differs only in case" in reason
+
+
+def test_many_keys_spelt_two_ways_in_one_batch_do_not_fail_it(
+    s3: Any, spark: Any, landing: Landing
+) -> None:
+    """Sixty twins made one condition per twin, nested in a plan too deep to send."""
+    lower = {f"k{i}": i for i in range(60)}
+    upper = {f"K{i}": i for i in range(60)}
+    sizes = dict(
+        put(s3, landing, name, json.dumps(record).encode())
+        for name, record in {"lower.json": lower, "upper.json": upper, "n.json": {"n": 1}}.items()
+    )
+    reader = BatchReader(spark, landing.spec, sizes)
+    try:
+        read = reader.read()
+        assert read.frame is not None
+        rescued = landing.spec.format.schema_.rescued_data_column
+        kept = [r[SOURCE_FILE] for r in read.frame.collect() if r[rescued] is not None]
+    finally:
+        reader.release()
+    assert read.failed == {} and read.records == dict.fromkeys(sizes, 1)
+    assert len(kept) == 1 and kept[0] in (landing.path("lower.json"), landing.path("upper.json"))
+
+
+def test_columns_named_like_spark_internals_are_data(s3: Any, spark: Any, landing: Landing) -> None:
+    """A Parquet column `_metadata` hid Spark's own: rows were credited to the file its
+    `file_path` named. Each file keeps its own rows, and the column lands as data."""
+    paths = [landing.path("a.parquet"), landing.path("b.parquet")]
+    rows = [
+        {"_metadata": {"file_path": paths[1]}, "n": 1},
+        {"_metadata": {"file_path": "x"}, "n": 2},
+    ]
+    sizes = dict(
+        put(s3, landing, p.rsplit("/", 1)[1], parquet([r]))
+        for p, r in zip(paths, rows, strict=True)
+    )
+    landed = rows_by_file(spark, with_format(landing, {"type": "parquet"}), sizes)
+    assert [(landed[p]["n"], landed[p]["_metadata"]["file_path"]) for p in paths] == [
+        (1, paths[1]),
+        (2, "x"),
+    ]
 
 
 @pytest.mark.parametrize("multiline", [False, True])
@@ -490,4 +545,5 @@ def test_a_column_autoloader_writes_itself_is_never_overwritten(
         assert read.failed == {} and rows[exported][rescued] == json.dumps(record)
     else:
         assert list(read.failed) == [exported] and exported not in rows
-        assert "'_source_file', which Autoloader writes itself" in read.failed[exported]
+        assert "'_source_file'" in read.failed[exported]
+        assert "which Autoloader writes itself" in read.failed[exported]
