@@ -87,16 +87,16 @@ def _typed(unquoted: str) -> str:
 def as_spark_infers(struct: StructType) -> StructType:
     """Without fields of empty objects or arrays of them, which Spark's JSON inference
     leaves out too (and an Iceberg table cannot hold)."""
-    return cast(StructType, _kept(struct) or StructType([]))
+    return cast(StructType, _non_empty(struct) or StructType([]))
 
 
-def _kept(data_type: DataType) -> DataType | None:
+def _non_empty(data_type: DataType) -> DataType | None:
     if isinstance(data_type, ArrayType):
-        element = _kept(data_type.elementType)
+        element = _non_empty(data_type.elementType)
         return None if element is None else ArrayType(element, data_type.containsNull)
     if not isinstance(data_type, StructType):
         return data_type
-    fields = [(f, _kept(f.dataType)) for f in data_type]
+    fields = [(f, _non_empty(f.dataType)) for f in data_type]
     kept = [StructField(f.name, t, f.nullable) for f, t in fields if t is not None]
     return StructType(kept) if kept else None
 

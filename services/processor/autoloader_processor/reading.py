@@ -396,13 +396,15 @@ class BatchReader:
         if self.spec.format.type == "csv":  # Spark fills a header's column of this name
             ours.add(self.spec.format.schema_.rescued_data_column.lower())
         taken = [c for c in frame.columns if c.lower() in ours]
-        holding = F.coalesce(*[spellings.column(c).cast("string") for c in taken]).isNotNull()
+        holding = F.lit(False)
+        if taken:
+            holding = F.coalesce(*[spellings.column(c).cast("string") for c in taken]).isNotNull()
         rows = (
             frame.groupBy(SPARK_FILE)
             .agg(
                 F.count(F.lit(1)).alias("total"),
                 self._parsed(frame).alias("parsed"),
-                F.count_if(holding if taken else F.lit(False)).alias("taken"),
+                F.count_if(holding).alias("taken"),
             )
             .collect()
         )
