@@ -39,7 +39,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, reduce
 from itertools import chain
@@ -51,11 +51,13 @@ from prometheus_client import Counter
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
+    ArrayType,
     DataType,
     DecimalType,
     DoubleType,
     IntegerType,
     LongType,
+    MapType,
     StringType,
     StructField,
     StructType,
@@ -92,6 +94,8 @@ S3_SCHEME = re.compile(r"s3a?(-[0-9a-f]+)?://")
 WRITE_TASK_BYTES = 128 * 1024 * 1024
 # What Hadoop's codec factory decompresses by (its default codecs' extensions).
 CODEC_EXTENSIONS = (".gz", ".bz2", ".deflate", ".zst", ".lz4", ".snappy")
+# Spark's errors when Parquet files type one column differently.
+TYPES_DIFFER = ("CANNOT_MERGE_SCHEMAS", "PARQUET_COLUMN_DATA_TYPE_MISMATCH")
 # Spark's errors when a CSV file's header names other columns than the read's schema.
 HEADERS_DIFFER = (
     "CSV header does not conform to the schema",
@@ -240,6 +244,22 @@ def _retyped(schema: StructType, common: Mapping[str, DataType]) -> StructType:
     )
 
 
+def _cast(frame: DataFrame, schema: StructType, common: Mapping[str, DataType]) -> DataFrame:
+    """The frame's columns of `schema` that `common` types otherwise, cast to that type."""
+    casts = {
+        f.name: _as(spellings.column(f.name), f.dataType, common[f.name.lower()])
+        for f in schema
+        if f.name.lower() in common
+    }
+    return frame.withColumns(casts) if casts else frame
+
+
+def _as(column: Column, found: DataType, wanted: DataType) -> Column:
+    if isinstance(wanted, StringType) and isinstance(found, StructType | ArrayType | MapType):
+        return F.to_json(column)
+    return column.cast(wanted)
+
+
 def _widest(types: set[DataType]) -> DataType:
     """Whole numbers as the narrowest type that holds them all, other numbers as doubles,
     anything else as text."""
@@ -370,14 +390,15 @@ class BatchReader:
         """The batch as one frame, and per batch path its rows and how many of them parsed,
         counted in one pass."""
         self.refused.clear()  # what this read of these files finds
-        frame = self._frame(paths, folders)
         try:
+            frame = self._frame(paths, folders)
             rows = self._per_file(frame)
         except Exception as error:
-            if not any(marker in str(error) for marker in HEADERS_DIFFER):
+            regroup = self._regrouping(error)
+            if regroup is None:
                 raise
             self.release()
-            frame = self._frame_by_header(paths)
+            frame = regroup(paths)
             rows = self._per_file(frame)
         by_identity = {_identity(p): p for p in paths}
         counts: dict[str, tuple[int, int]] = {}
@@ -416,6 +437,39 @@ class BatchReader:
                 )
         return rows
 
+    def _regrouping(self, error: Exception) -> Callable[[Sequence[str]], DataFrame] | None:
+        """How to read files that `error` says do not agree, in groups that each do."""
+        if any(marker in str(error) for marker in HEADERS_DIFFER):
+            return self._frame_by_header
+        if self.spec.format.type == "parquet" and any(m in str(error) for m in TYPES_DIFFER):
+            return self._frame_by_schema
+        return None
+
+    def _frame_by_schema(self, paths: Sequence[str]) -> DataFrame:
+        """Parquet files whose columns' types differ (an int32 beside an int64, a long
+        beside a double), each group of one schema read on its own, each column then cast
+        to the type all of them hold (`_widest`; an object or array that must become text is
+        its JSON). Spark would fail the batch, and every file of it."""
+        read = reader(self.spark, self.spec.format, self.options)
+        by_schema: dict[str, list[str]] = {}
+        schemas: dict[str, StructType] = {}
+        for target in (self.access.path(p) for p in paths):
+            schema = read.load(target).schema  # its footer
+            by_schema.setdefault(schema.json(), []).append(target)
+            schemas[schema.json()] = schema
+        common = _common_types(list(schemas.values()))
+        frames = [
+            _cast(_with_file(read.load(targets)), schemas[key], common)
+            for key, targets in by_schema.items()
+        ]
+        return self._union(frames)
+
+    def _union(self, frames: Sequence[DataFrame]) -> DataFrame:
+        """The groups' rows as one frame, their columns matched by name, cached."""
+        frame = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames).cache()
+        self.cached.append(frame)
+        return frame
+
     def _frame_by_header(self, paths: Sequence[str]) -> DataFrame:
         """CSV files whose headers differ, each group of one header read on its own and the
         groups matched by column name: Spark takes one file's header for the whole read and
@@ -437,9 +491,7 @@ class BatchReader:
             _with_file(read.schema(_retyped(schema, common)).load(targets) if common else frame)
             for (targets, read, frame), schema in zip(loaded, schemas, strict=True)
         ]
-        frame = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames).cache()
-        self.cached.append(frame)
-        return frame
+        return self._union(frames)
 
     def _headers(self, paths: Sequence[str]) -> dict[str, list[str]]:
         """The files, as Spark must be given them, by their header: each file's first line

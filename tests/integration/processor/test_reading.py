@@ -311,9 +311,7 @@ def test_parquet_files_with_other_columns_keep_every_column(
 
 
 def parquet(rows: list[dict[str, Any]]) -> bytes:
-    buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows), buffer)
-    return buffer.getvalue()
+    return parquet_table(pa.Table.from_pylist(rows))
 
 
 def test_a_key_spelt_in_another_case_is_rescued_not_lost(
@@ -547,3 +545,35 @@ def test_a_column_autoloader_writes_itself_is_never_overwritten(
         assert list(read.failed) == [exported] and exported not in rows
         assert "'_source_file'" in read.failed[exported]
         assert "which Autoloader writes itself" in read.failed[exported]
+
+
+def test_parquet_files_that_type_a_column_differently_land_in_its_widest_type(
+    s3: Any, spark: Any, landing: Landing
+) -> None:
+    """pandas writes int64, and float64 once a column has a gap; other writers int32. Spark
+    fails a read of such files, however its schemas are merged, and with it every file of
+    the batch. Each schema is read on its own, and each column cast to the type that holds
+    all of them."""
+    tables = {
+        "long.parquet": pa.table({"v": pa.array([1], pa.int64()), "s": pa.array([7], pa.int64())}),
+        "double.parquet": pa.table({"v": pa.array([1.5], pa.float64())}),
+        "int.parquet": pa.table({"v": pa.array([3], pa.int32()), "s": pa.array(["x"])}),
+    }
+    sizes = dict(put(s3, landing, name, parquet_table(table)) for name, table in tables.items())
+    reader = BatchReader(spark, with_format(landing, {"type": "parquet"}), sizes)
+    try:
+        read = reader.read()
+        assert read.frame is not None
+        types = {f.name: f.dataType.simpleString() for f in read.frame.schema.fields}
+        rows = {r[SOURCE_FILE]: (r["v"], r["s"]) for r in read.frame.collect()}
+    finally:
+        reader.release()
+    assert read.failed == {} and read.records == dict.fromkeys(sizes, 1)
+    assert (types["v"], types["s"]) == ("double", "string")
+    assert [rows[landing.path(n)] for n in tables] == [(1.0, "7"), (1.5, None), (3.0, "x")]
+
+
+def parquet_table(table: pa.Table) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
