@@ -78,9 +78,7 @@ def without(spellings: Spellings, names: Collection[str]) -> Spellings:
     """The top-level columns named `names` (in any case) moved to the others."""
     taken = {name.lower() for name in names}
     left = [f for f in spellings.kept if f.name.lower() not in taken]
-    gone = [
-        StructType([StructField(f.name, StringType())]) for f in spellings.kept if f not in left
-    ]
+    gone = [cast(StructType, _path(_top, f.name)) for f in spellings.kept if f not in left]
     return Spellings(StructType(left), spellings.others + gone)
 
 
