@@ -11,6 +11,7 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from pydantic import TypeAdapter, ValidationError
 
 from autoloader_processor.engine import SparkSlots
+from autoloader_processor.fetching import Fetcher
 from autoloader_processor.folders import FolderSizer
 from autoloader_processor.pool import Processor
 from autoloader_processor.settings import ProcessorSettings
@@ -63,6 +64,7 @@ def build_processor(settings: ProcessorSettings, dead_letters: DeadLetters) -> P
         s3=s3_client(settings.s3),
         cipher=CredentialCipher(settings.credentials.key),
         folders=FolderSizer(settings.s3, settings.folder_read_files_per_page),
+        fetcher=Fetcher(settings.s3, settings.fetch_batch_bytes),
     )
 
 

@@ -13,9 +13,17 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import cast
 
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, DataType, StructField, StructType
+from pyspark.sql.types import (
+    ArrayType,
+    BinaryType,
+    DataType,
+    StringType,
+    StructField,
+    StructType,
+)
 
 from autoloader_processor import spellings
 from shared.spec import FormatSpec
@@ -63,6 +71,18 @@ def read_lines(
     )
     if only is not None:
         lines = lines.where(only)
+    return lines.where(not_blank()).cache()
+
+
+def fetched_lines(spark: SparkSession, table: pa.Table, source_column: str) -> DataFrame:
+    """The lines of fetched files (`fetching.lines_table`) as `read_lines` gives them: bytes
+    made strings as Spark's text reader makes them (invalid UTF-8 kept as it is), non-blank,
+    cached."""
+    schema = StructType(
+        [StructField("value", BinaryType()), StructField(source_column, StringType())]
+    )
+    lines = spark.createDataFrame(table, schema=schema)
+    lines = lines.select(F.col("value").cast("string").alias("value"), source_column)
     return lines.where(not_blank()).cache()
 
 

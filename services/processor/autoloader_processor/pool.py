@@ -39,6 +39,7 @@ from autoloader_processor.engine import (
     outage,
     spark_unreachable,
 )
+from autoloader_processor.fetching import Fetcher
 from autoloader_processor.folders import FolderSizer
 from autoloader_processor.iceberg import IcebergTables
 from autoloader_processor.reading import LISTING_TASKS, BatchReader
@@ -122,6 +123,7 @@ class Processor:
     s3: Any = None  # a boto3 client for outage probes
     cipher: CredentialCipher | None = None  # decrypts the ingestions' source credentials
     folders: FolderSizer | None = None  # picks the folders a batch lists instead of its files
+    fetcher: Fetcher | None = None  # fetches small batches instead of Spark opening each file
     ready_tables: set[str] = field(default_factory=set)
 
     async def drain(self, ingestion_id: uuid.UUID, workers: int = 1) -> int:
@@ -323,9 +325,15 @@ class Processor:
         # Per batch, not when the session is built: building one must not need the server.
         spark.conf.set(LISTING_TASKS, str(self.settings.listing_tasks))
         scheme_key = self.cipher.derived_key("filesystem-scheme") if self.cipher else None
-        folders = self._folders(spec, list(sizes))
+        folders = self._folders(spec, sizes)
         reader = BatchReader(
-            spark, spec, sizes, self.settings.tenancy.warehouse_bucket, scheme_key, folders
+            spark,
+            spec,
+            sizes,
+            self.settings.tenancy.warehouse_bucket,
+            scheme_key,
+            folders,
+            self.fetcher,
         )
         try:
             read = reader.read()
@@ -347,10 +355,13 @@ class Processor:
         finally:
             reader.release()
 
-    def _folders(self, spec: IngestionSpec, paths: list[str]) -> list[str]:
+    def _folders(self, spec: IngestionSpec, sizes: dict[str, int]) -> list[str]:
+        """The folders Spark lists whole: none for a batch fetched here, which lists nothing."""
         if self.folders is None or not json_lines.readable(spec.format):
             return []
-        return self.folders.folders(paths, spec.source.credentials)
+        if self.fetcher is not None and self.fetcher.takes(spec.format, sizes):
+            return []
+        return self.folders.folders(list(sizes), spec.source.credentials)
 
     @staticmethod
     def _replayed(

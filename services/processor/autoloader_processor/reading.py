@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from functools import cache, reduce
 from itertools import chain
 from posixpath import basename
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from prometheus_client import Counter
@@ -67,6 +67,9 @@ from autoloader_processor import json_lines, spellings
 from autoloader_processor.engine import first_line, spark_unreachable
 from shared import errors
 from shared.spec import FormatSpec, IngestionSpec, S3Credentials
+
+if TYPE_CHECKING:
+    from autoloader_processor.fetching import Fetcher
 
 log = logging.getLogger(__name__)
 
@@ -292,11 +295,13 @@ class BatchReader:
         warehouse_bucket: str | None = None,
         scheme_key: bytes | None = None,
         folders: Sequence[str] = (),
+        fetcher: Fetcher | None = None,
     ):
         self.spark = spark
         self.spec = spec
         self.sizes = sizes  # batch path -> bytes
         self.folders = list(folders)  # `s3://bucket/a/`: listed whole, see `folders.py`
+        self.fetcher = fetcher  # fetches small batches into the processor, see `fetching.py`
         self.access = source_access(spec.source.credentials, scheme_key or process_scheme_key())
         self.options = self.access.options
         self.warehouse_bucket = warehouse_bucket
@@ -526,10 +531,12 @@ class BatchReader:
         fmt = self.spec.format
         targets = [self.access.path(p) for p in paths]
         if json_lines.readable(self.spec.format):
-            roots, only = targets, None
-            if folders:
-                roots, only = self._folder_roots(paths, folders), self._only(paths)
-            lines = json_lines.read_lines(self.spark, roots, SPARK_FILE, self.options, only)
+            lines = None if folders else self._fetched(paths)
+            if lines is None:
+                roots, only = targets, None
+                if folders:
+                    roots, only = self._folder_roots(paths, folders), self._only(paths)
+                lines = json_lines.read_lines(self.spark, roots, SPARK_FILE, self.options, only)
             self.cached.append(lines)
             try:
                 rescued = fmt.schema_.rescued_data_column
@@ -543,6 +550,14 @@ class BatchReader:
         frame = frame.cache()  # counted, then written: read the files from the store once
         self.cached.append(frame)
         return frame
+
+    def _fetched(self, paths: Sequence[str]) -> DataFrame | None:
+        """The files' lines fetched into the processor, or None when Spark must read them."""
+        sizes = {p: self.sizes[p] for p in paths}
+        if self.fetcher is None or not self.fetcher.takes(self.spec.format, sizes):
+            return None
+        table = self.fetcher.lines(paths, self.spec.source.credentials, SPARK_FILE)
+        return None if table is None else json_lines.fetched_lines(self.spark, table, SPARK_FILE)
 
     def _spark_reader(self, targets: Sequence[str], one_header: bool) -> Any:
         """Spark's reader for the format. Untyped JSON is given a schema of the names Spark

@@ -65,6 +65,14 @@ class ProcessorSettings(BaseSettings):
         "up one by one, when the batch has at least this many files in it for each page of "
         "1,000 keys the folder takes to list; 0 looks every file up",
     )
+    fetch_batch_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=0,
+        le=48 * 1024 * 1024,  # the lines travel inside the batch's Spark plan
+        description="an uncompressed JSON-lines batch whose files total at most this many bytes "
+        "is fetched by the processor and handed to Spark as lines, instead of Spark opening "
+        "each file; 0 leaves every read to Spark",
+    )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     s3: S3Settings = Field(default_factory=S3Settings)

@@ -11,11 +11,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from pyspark.sql import SparkSession
 from sqlalchemy import delete, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from autoloader_processor.engine import SparkSlots
+from autoloader_processor.fetching import Fetcher
 from autoloader_processor.folders import FolderSizer
 from autoloader_processor.pool import Processor
 from autoloader_processor.settings import ProcessorSettings
@@ -37,6 +39,12 @@ class Landing:
 
     def path(self, name: str) -> str:
         return f"s3://{BUCKET}/{self.prefix}/{name}"
+
+
+def fetched_batches(outcome: str) -> float:
+    """Batches fetched into this process so far: 'fetched', or 'fell_back' to Spark's read."""
+    value = REGISTRY.get_sample_value("autoloader_fetched_batches_total", {"outcome": outcome})
+    return value or 0.0
 
 
 @pytest.fixture
@@ -144,5 +152,6 @@ def processor(
         slots=slots,
         dead_letter=dead_letter,
         folders=FolderSizer(settings.s3, settings.folder_read_files_per_page),
+        fetcher=Fetcher(settings.s3, settings.fetch_batch_bytes),
     )
     slots.close_all()

@@ -19,10 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from autoloader_processor.fetching import Fetcher
 from autoloader_processor.folders import by_folder
 from autoloader_processor.reading import INGESTED_AT, SOURCE_FILE, BatchReader
+from shared.settings import S3Settings
 from shared.spec import IngestionSpec
-from tests.integration.processor.conftest import BUCKET, Landing
+from tests.integration.processor.conftest import BUCKET, Landing, fetched_batches
 
 pytestmark = pytest.mark.integration
 
@@ -49,11 +51,19 @@ AWKWARD = [
 ]
 
 
-READS = ["file by file", "through folders"]
+READS = ["file by file", "through folders", "fetched"]
 
 
 def folders_of(how: str, sizes: dict[str, int]) -> list[str]:
     return sorted(by_folder(list(sizes))) if how == "through folders" else []
+
+
+def reader_for(
+    how: str, spark: Any, spec: IngestionSpec, sizes: dict[str, int], s3_settings: S3Settings
+) -> BatchReader:
+    """The batch's reader as `how` reads it: fetched into the processor when it takes it."""
+    fetcher = Fetcher(s3_settings, 1 << 20) if how == "fetched" else None
+    return BatchReader(spark, spec, sizes, folders=folders_of(how, sizes), fetcher=fetcher)
 
 
 def put_neighbours(s3: Any, landing: Landing, names: list[str]) -> None:
@@ -76,11 +86,12 @@ def lines(name: str, rows: int) -> bytes:
 
 @pytest.mark.parametrize("how", READS)
 def test_every_awkward_key_is_read_with_its_own_rows(
-    s3: Any, spark: Any, landing: Landing, how: str
+    s3: Any, spark: Any, landing: Landing, how: str, s3_settings: S3Settings
 ) -> None:
     sizes = dict(put(s3, landing, n, lines(n, i + 1)) for i, n in enumerate(AWKWARD))
     put_neighbours(s3, landing, AWKWARD)
-    reader = BatchReader(spark, landing.spec, sizes, folders=folders_of(how, sizes))
+    reader = reader_for(how, spark, landing.spec, sizes, s3_settings)
+    fetched = fetched_batches("fetched")
     try:
         began = datetime.now(UTC)
         read = reader.read()
@@ -94,13 +105,14 @@ def test_every_awkward_key_is_read_with_its_own_rows(
         assert len(ingested_at) == 1  # one time for the whole batch
         assert began <= ingested_at.pop() <= datetime.now(UTC)
         assert "dt" not in read.frame.columns and "hour" not in read.frame.columns
+        assert fetched_batches("fetched") - fetched == (how == "fetched")
     finally:
         reader.release()
 
 
 @pytest.mark.parametrize("how", READS)
 def test_bad_empty_and_hidden_files_are_judged_alone_and_the_rest_land(
-    s3: Any, spark: Any, landing: Landing, how: str
+    s3: Any, spark: Any, landing: Landing, how: str, s3_settings: S3Settings
 ) -> None:
     gzip_spec = IngestionSpec.model_validate(
         {**landing.spec.model_dump(mode="json", by_alias=True), "format": {"type": "json"}}
@@ -117,7 +129,7 @@ def test_bad_empty_and_hidden_files_are_judged_alone_and_the_rest_land(
             put(s3, landing, "fine.json.gz", gzip.compress(lines("gz", 3))),
         ]
     )
-    reader = BatchReader(spark, gzip_spec, sizes, folders=folders_of(how, sizes))
+    reader = reader_for(how, spark, gzip_spec, sizes, s3_settings)
     try:
         read = reader.read()
     finally:
@@ -468,13 +480,13 @@ def test_keys_with_dots_and_backticks_are_columns_of_their_own(
 
 @pytest.mark.parametrize("how", READS)
 def test_lines_without_a_struct_form_go_to_spark_json_reader_file_by_file(
-    s3: Any, spark: Any, landing: Landing, how: str
+    s3: Any, spark: Any, landing: Landing, how: str, s3_settings: S3Settings
 ) -> None:
     """Lines that are arrays of objects have no struct form for the one-pass read: Spark's
     JSON reader takes them, and it is given the files, never their folders, so a batch
     that was to list its folders says it did not."""
     sizes = dict([put(s3, landing, "arrays.json", b'[{"a": 1}, {"a": 2}]\n[{"a": 3}]\n')])
-    reader = BatchReader(spark, landing.spec, sizes, folders=folders_of(how, sizes))
+    reader = reader_for(how, spark, landing.spec, sizes, s3_settings)
     try:
         read = reader.read()
         assert read.frame is not None

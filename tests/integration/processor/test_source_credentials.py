@@ -8,6 +8,7 @@ FileSystem per bucket), fails these tests.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import subprocess
@@ -27,6 +28,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from autoloader_processor import claims
+from autoloader_processor.fetching import Fetcher
 from autoloader_processor.pool import Processor
 from autoloader_processor.reading import BatchReader, process_scheme_key, source_access
 from devstack.components.seaweedfs import SOURCE_READER_ROLE, SeaweedFS
@@ -38,6 +40,7 @@ from shared.s3 import source_client
 from shared.settings import S3Settings
 from shared.spec import IngestionSpec, S3Credentials
 from shared.tenancy import own_database
+from tests.integration.processor.conftest import fetched_batches
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -189,36 +192,60 @@ def spec_for(bucket: str, keys: Keys | None) -> IngestionSpec:
 
 
 def read(
-    spark: Any, bucket: str, keys: Keys | None, warehouse: str | None = None, folders: bool = False
+    spark: Any,
+    bucket: str,
+    keys: Keys | None,
+    warehouse: str | None = None,
+    folders: bool = False,
+    fetcher: Fetcher | None = None,
 ) -> Any:
     """The file's records and failure; with `folders`, its folder is listed whole, and the
-    listing must be the way it was read whenever it was read."""
+    listing must be the way it was read whenever it was read. With `fetcher`, the file is
+    fetched into the processor when the keys allow it, else Spark reads it."""
     path = f"s3://{bucket}/data/part-0.json"
     listed = [f"s3://{bucket}/data/"] if folders else []
-    reader = BatchReader(spark, spec_for(bucket, keys), {path: 1}, warehouse, folders=listed)
+    reader = BatchReader(
+        spark, spec_for(bucket, keys), {path: 1}, warehouse, folders=listed, fetcher=fetcher
+    )
+    fetched = fetched_batches("fetched")
     try:
         result = reader.read()
         assert result.folders == (listed if path in result.records else [])
+        if fetcher is not None and path in result.records:  # fetched, not read by Spark
+            assert fetched_batches("fetched") == fetched + 1
         return result.records.get(path), result.failed.get(path)
     finally:
         reader.release()
 
 
+@pytest.fixture(params=["by Spark", "fetched"])
+def read_as(request: pytest.FixtureRequest, s3_settings: S3Settings) -> Callable[..., Any]:
+    """`read`, by Spark alone, or fetched into the processor first."""
+    fetcher = Fetcher(s3_settings, 1 << 20) if request.param == "fetched" else None
+    return functools.partial(read, fetcher=fetcher)
+
+
 def test_keys_of_another_bucket_are_refused(
-    spark: Any, buckets: Callable[[], str], identity: MakeKeys
+    spark: Any,
+    buckets: Callable[[], str],
+    identity: MakeKeys,
+    read_as: Callable[..., Any],
 ) -> None:
     mine, theirs = buckets(), buckets()
     a = identity([f"Read:{mine}", f"List:{mine}"])
 
-    assert read(spark, mine, a) == (ROWS, None)
-    records, reason = read(spark, theirs, a)
+    assert read_as(spark, mine, a) == (ROWS, None)
+    records, reason = read_as(spark, theirs, a)
 
     assert records is None
     assert reason is not None and reason.startswith("access denied"), reason
 
 
 def test_no_read_reuses_the_keys_of_an_earlier_read_of_the_bucket(
-    spark: Any, buckets: Callable[[], str], identity: MakeKeys
+    spark: Any,
+    buckets: Callable[[], str],
+    identity: MakeKeys,
+    read_as: Callable[..., Any],
 ) -> None:
     """Hadoop's FileSystem cache would hand the second read the first read's filesystem, and
     with it the first read's keys."""
@@ -226,46 +253,56 @@ def test_no_read_reuses_the_keys_of_an_earlier_read_of_the_bucket(
     reader_keys = identity([f"Read:{bucket}", f"List:{bucket}"])
     outsider = identity(["List:nothing-here"])
 
-    assert read(spark, bucket, reader_keys) == (ROWS, None)
-    assert read(spark, bucket, outsider)[1] is not None  # not the reader's cached keys
-    assert read(spark, bucket, reader_keys) == (ROWS, None)  # nor the outsider's
-    assert read(spark, bucket, None)[1] is not None  # nor anyone's: no credentials, no access
+    assert read_as(spark, bucket, reader_keys) == (ROWS, None)
+    assert read_as(spark, bucket, outsider)[1] is not None  # not the reader's cached keys
+    assert read_as(spark, bucket, reader_keys) == (ROWS, None)  # nor the outsider's
+    assert read_as(spark, bucket, None)[1] is not None  # nor anyone's: no credentials, no access
 
 
 def test_a_source_without_credentials_is_not_read_with_the_service_keys(
-    spark: Any, s3: S3Client, buckets: Callable[[], str]
+    spark: Any,
+    s3: S3Client,
+    buckets: Callable[[], str],
+    read_as: Callable[..., Any],
 ) -> None:
     bucket = buckets()
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 1  # the service's keys could
 
-    records, reason = read(spark, bucket, None)
+    records, reason = read_as(spark, bucket, None)
 
     assert records is None
     assert reason is not None and reason.startswith("access denied"), reason
 
 
 def test_temporary_credentials_read_with_their_session_token(
-    spark: Any, s3_settings: S3Settings, buckets: Callable[[], str], identity: MakeKeys
+    spark: Any,
+    s3_settings: S3Settings,
+    buckets: Callable[[], str],
+    identity: MakeKeys,
+    read_as: Callable[..., Any],
 ) -> None:
     bucket, other = buckets(), buckets()
     caller = identity([f"List:{other}"])  # may not read `bucket` by itself
     temporary = temporary_keys(s3_settings, caller, bucket)
 
-    assert read(spark, bucket, temporary) == (ROWS, None)
+    assert read_as(spark, bucket, temporary) == (ROWS, None)
     # The store checks the token: the same key and secret without it are refused, so the
     # read above went out with the token.
-    assert read(spark, bucket, temporary.without_token())[1] is not None
-    assert read(spark, other, temporary)[1] is not None  # the session policy holds
+    assert read_as(spark, bucket, temporary.without_token())[1] is not None
+    assert read_as(spark, other, temporary)[1] is not None  # the session policy holds
 
 
 def test_a_file_in_the_warehouse_bucket_is_never_read(
-    spark: Any, buckets: Callable[[], str], identity: MakeKeys
+    spark: Any,
+    buckets: Callable[[], str],
+    identity: MakeKeys,
+    read_as: Callable[..., Any],
 ) -> None:
     """The Spark server reads the warehouse with the service's keys, whatever the read's own."""
     bucket = buckets()
     keys = identity([f"Read:{bucket}", f"List:{bucket}"])
 
-    records, reason = read(spark, bucket, keys, warehouse=bucket)
+    records, reason = read_as(spark, bucket, keys, warehouse=bucket)
 
     assert records is None
     assert reason == "the warehouse bucket is not a source: access denied"
