@@ -44,6 +44,7 @@ FETCHES = Counter(
 )
 BOM = b"\xef\xbb\xbf"  # Hadoop's line reader drops it at the start of a file
 THREADS = 16  # requests in flight for one batch
+CHUNK = 1024 * 1024  # read at a time, so that the budget holds whatever a file now holds
 FILESYSTEMS = 64  # kept, one per set of source credentials
 
 
@@ -72,6 +73,21 @@ def lines_table(bodies: Mapping[str, bytes], source_column: str) -> pa.Table:
             source_column: pa.array(names, pa.string()),
         }
     )
+
+
+class Budget:
+    """Bytes a batch's fetch may hold, shared by its threads: a file grown since it was found
+    (a 1 KB file replaced by 10 GB) stops the fetch, and Spark reads the batch."""
+
+    def __init__(self, limit: int):
+        self.left = limit
+        self.lock = threading.Lock()
+
+    def take(self, size: int) -> None:
+        with self.lock:
+            self.left -= size
+            if self.left < 0:
+                raise ValueError("the batch's files hold more bytes than found: Spark reads it")
 
 
 def _object(path: str) -> str | None:
@@ -113,10 +129,15 @@ class Fetcher:
     ) -> dict[str, bytes] | None:
         """Each file's bytes, or None when any of them cannot be fetched."""
         filesystem = self._filesystem(credentials)
+        budget = Budget(self.max_bytes)
 
         def get(path: str) -> bytes:
+            chunks = []
             with filesystem.open_input_stream(_object(path) or "") as stream:
-                return bytes(stream.read())
+                while chunk := stream.read(CHUNK):
+                    budget.take(len(chunk))
+                    chunks.append(chunk)
+            return b"".join(chunks)
 
         try:
             with ThreadPoolExecutor(min(THREADS, len(paths)) or 1) as pool:

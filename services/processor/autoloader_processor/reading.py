@@ -525,13 +525,16 @@ class BatchReader:
             grouped.setdefault(row["header"], []).append(target)
         return grouped
 
-    def _frame(self, paths: Sequence[str], folders: Sequence[str] = ()) -> DataFrame:
+    def _frame(
+        self, paths: Sequence[str], folders: Sequence[str] = (), fetch: bool = True
+    ) -> DataFrame:
         """The files' rows. `folders` (JSON lines only) are listed whole and their rows kept
-        only for `paths`: Spark's other readers would infer a schema from every file listed."""
+        only for `paths`: Spark's other readers would infer a schema from every file listed.
+        Without `fetch`, Spark reads the files even when the batch could be fetched."""
         fmt = self.spec.format
         targets = [self.access.path(p) for p in paths]
         if json_lines.readable(self.spec.format):
-            lines = None if folders else self._fetched(paths)
+            lines = None if folders or not fetch else self._fetched(paths)
             if lines is None:
                 roots, only = targets, None
                 if folders:
@@ -636,11 +639,12 @@ class BatchReader:
         return F.count(F.when(parsed, 1))
 
     def _unreadable(self, paths: Sequence[str]) -> dict[str, str]:
-        """Each file read alone: the ones Spark cannot read, with the reason."""
+        """Each file read alone by Spark: the ones it cannot read, with the reason. Never
+        fetched: with the store away, each fetch would wait out its retries first."""
         failed = {}
         for path in paths:
             try:
-                self._frame([path]).limit(1).collect()  # as the batch reads it
+                self._frame([path], fetch=False).limit(1).collect()  # as the batch reads it
             except Exception as error:
                 if spark_unreachable(error):
                     raise  # not the file's fault: the batch is released for the outage

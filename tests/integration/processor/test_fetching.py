@@ -74,7 +74,7 @@ def test_a_file_that_cannot_be_fetched_leaves_the_batch_to_spark(
         read = reader.read()
     finally:
         reader.release()
-    assert fetched_batches("fell_back") == fell_back + 2  # the batch, then the file alone
+    assert fetched_batches("fell_back") == fell_back + 1  # Spark judges each file alone
     assert read.records == {landing.path("here.json"): 2}
     assert list(read.failed) == [landing.path("gone.json")]
     assert "not found" in read.failed[landing.path("gone.json")].lower()
@@ -87,10 +87,9 @@ def test_a_fetch_signs_with_the_sources_keys_only(
     service's own keys, which could read the file, are never tried."""
     s3.put_object(Bucket=BUCKET, Key=f"{landing.prefix}/a.json", Body=b'{"a":1}\n')
     wrong = {"aws_access_key_id": "nobody", "aws_secret_access_key": "wrong-secret"}
-    spec = landing.spec.model_copy(
-        update={"source": landing.spec.source.model_copy(update={"credentials": wrong})}
-    )
-    spec = IngestionSpec.model_validate(spec.model_dump(mode="python", by_alias=True))
+    data = landing.spec.model_dump(mode="json", by_alias=True)
+    data["source"]["credentials"] = wrong
+    spec = IngestionSpec.model_validate(data)
     fetcher = Fetcher(s3_settings, 1 << 20)
     assert fetcher.fetch([landing.path("a.json")], spec.source.credentials) is None
     reader = BatchReader(spark, spec, {landing.path("a.json"): 8}, fetcher=fetcher)
@@ -100,3 +99,22 @@ def test_a_fetch_signs_with_the_sources_keys_only(
         reader.release()
     assert read.records == {}
     assert "access denied" in read.failed[landing.path("a.json")]
+
+
+def test_a_file_grown_since_it_was_found_is_not_held_whole_in_the_processor(
+    s3: Any, spark: Any, landing: Landing, s3_settings: S3Settings
+) -> None:
+    """Found at 10 bytes, 3 MiB now: the fetch stops at the batch's limit and Spark reads
+    the file, all of it."""
+    body = b'{"a":1}\n' * (3 * 1024 * 1024 // 8)
+    s3.put_object(Bucket=BUCKET, Key=f"{landing.prefix}/grown.json", Body=body)
+    sizes = {landing.path("grown.json"): 10}
+    fetcher = Fetcher(s3_settings, 1 << 20)
+    assert fetcher.takes(landing.spec.format, sizes)
+    assert fetcher.fetch(list(sizes), None) is None
+    reader = BatchReader(spark, landing.spec, sizes, fetcher=fetcher)
+    try:
+        read = reader.read()
+    finally:
+        reader.release()
+    assert read.records == {landing.path("grown.json"): len(body) // 8}

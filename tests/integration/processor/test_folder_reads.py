@@ -20,7 +20,13 @@ from shared.models import FileState, FileStatus
 from shared.s3 import source_client
 from shared.settings import S3Settings
 from shared.spec import S3Credentials
-from tests.integration.processor.conftest import BUCKET, Landing, put_files, record_files
+from tests.integration.processor.conftest import (
+    BUCKET,
+    Landing,
+    fetched_batches,
+    put_files,
+    record_files,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -118,29 +124,35 @@ def test_a_listing_that_fails_reads_file_by_file(
     assert FolderSizer(s3_settings, 20).folders(paths, own_keys(s3_settings)) != []
 
 
+@pytest.mark.parametrize("fetching", [True, False])
 async def test_a_batch_lands_through_its_folder_beside_files_that_are_not_its_own(
     sessions: async_sessionmaker[AsyncSession],
     landing: Landing,
     processor: Processor,
     s3: S3Client,
     spark: Any,
+    fetching: bool,
 ) -> None:
-    """100 files of a 120-file folder, as the service is configured: listed whole (the folder
-    takes one page, which 100 files pay for), every file SUCCESS with its own rows, the other
-    20 never read."""
+    """100 files of a 120-file folder, as the service is configured: fetched by the
+    processor, or with fetching off (`AUTOLOADER_PROCESSOR_FETCH_BATCH_BYTES=0`) listed whole
+    by Spark (the folder takes one page, which 100 files pay for); either way every file
+    SUCCESS with its own rows, the other 20 never read."""
+    if not fetching:
+        processor.fetcher = None
     names = [f"batch {n:03d} #%?.json" for n in range(100)]
     sizes = put_files(s3, landing, names, rows=3)
     put_files(s3, landing, [f"other {n:02d}.json" for n in range(19)], rows=7)
     s3.put_object(Bucket=BUCKET, Key=f"{landing.prefix}/broken.json.gz", Body=b"not gzip")
     ids = await record_files(sessions, landing, sizes)
-    listed_before = listed()
+    listed_before, fetched_before = listed(), fetched_batches("fetched")
     async with sessions() as session:
         claim = await claims.claim_batch(session, landing.ingestion.id, "it", 500, 10**9, 20)
     assert claim is not None and len(claim.files) == 100
 
     assert await processor.process(landing.ingestion, landing.spec, claim)
 
-    assert listed() == listed_before + 1
+    assert listed() == listed_before + (not fetching)
+    assert fetched_batches("fetched") == fetched_before + fetching
     async with sessions() as session:
         rows = await session.execute(
             select(FileState.path, FileState.status, FileState.records).where(FileState.id.in_(ids))
