@@ -4,7 +4,9 @@ the same files, with the Spark jobs each step ran.
 The files (--files, default 500, of 10 rows) are uploaded once. Each round reads them the way
 the one-batch limit does (`spark.read.schema(...).json(folder)`, counted per file), then lands
 them as the processor lands a batch: `BatchReader.read` through the folder, the staged write,
-the cherry-pick, the look for a re-claimed batch's commit, and the cache released. Every step
+the cherry-pick, the look for a re-claimed batch's commit, and the cache released. The batch
+is fetched into the processor as the processor fetches it (`--spark-reads`: read by Spark
+through the folder instead). Every step
 prints its wall time, its Spark jobs, and their tasks with the tasks' summed run time (from
 Spark's UI API, `--spark-ui`), which is what two task slots share, and the CPU that Spark and
 the S3 store used in it.
@@ -31,6 +33,7 @@ from typing import Any, TypeVar
 import httpx
 
 from autoloader_processor import reading
+from autoloader_processor.fetching import Fetcher
 from autoloader_processor.iceberg import IcebergTables
 from autoloader_processor.reading import LISTING_TASKS, BatchReader
 from autoloader_processor.settings import ProcessorSettings
@@ -42,6 +45,7 @@ from shared.settings import S3Settings, SparkSettings
 from shared.spec import IngestionSpec
 
 T = TypeVar("T")
+FETCH_BATCH_BYTES = ProcessorSettings.model_fields["fetch_batch_bytes"].default
 ROWS = 10  # per file
 
 
@@ -131,14 +135,16 @@ def read_batch(ui: SparkUi, steps: list[Step], name: str, reader: BatchReader, f
 
 
 def one_round(
-    spark: Any, ui: SparkUi, source: str, sizes: dict[str, int], number: int
+    spark: Any, ui: SparkUi, source: str, sizes: dict[str, int], number: int, spark_reads: bool
 ) -> list[Step]:
     steps: list[Step] = []
     seen = timed(ui, steps, "limit's read", lambda: limit_read(spark, "s3a" + source[2:]))
     if seen != len(sizes):
         raise RuntimeError(f"the limit's read saw {seen} files of {len(sizes)}")
     spec = bench_spec(source)
-    reader = BatchReader(spark, spec, sizes, folders=[source])
+    fetcher = None if spark_reads else Fetcher(S3Settings(), FETCH_BATCH_BYTES)
+    fetched = fetcher is not None and fetcher.takes(spec.format, sizes)
+    reader = BatchReader(spark, spec, sizes, folders=[] if fetched else [source], fetcher=fetcher)
     frame = read_batch(ui, steps, "batch read", reader, len(sizes))
     commit(spark, ui, steps, spec, frame, f"bench-{number}")
     timed(ui, steps, "release", reader.release)
@@ -196,6 +202,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--spark-ui", default="http://127.0.0.1:4040")
     parser.add_argument("--write-per-read-partition", action="store_true")
     parser.add_argument(
+        "--spark-reads",
+        action="store_true",
+        help="Spark reads the batch from the store (AUTOLOADER_PROCESSOR_FETCH_BATCH_BYTES=0)",
+    )
+    parser.add_argument(
         "--folder-files",
         type=int,
         help="a folder of this many files, each batch a slice of it, read both ways",
@@ -232,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 batches = slices(sizes, args.files, 2 * number, 2)
                 steps = folder_round(spark, ui, source, batches, number)
             else:
-                steps = one_round(spark, ui, source, sizes, number)
+                steps = one_round(spark, ui, source, sizes, number, args.spark_reads)
             rounds.append([asdict(step) for step in steps])
     finally:
         spark.stop()
