@@ -23,6 +23,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import chain
 from urllib.parse import quote, urlsplit
 
 import pyarrow as pa
@@ -139,9 +140,16 @@ class Fetcher:
                     chunks.append(chunk)
             return b"".join(chunks)
 
+        def get_all(share: Sequence[str]) -> list[bytes]:
+            return [get(path) for path in share]
+
+        # A thread per share of the files, not a future per file: 500 futures cost more of
+        # the GIL than the requests themselves.
+        shares = [paths[i::THREADS] for i in range(min(THREADS, len(paths)))]
         try:
-            with ThreadPoolExecutor(min(THREADS, len(paths)) or 1) as pool:
-                bodies = dict(zip(paths, pool.map(get, paths), strict=True))
+            with ThreadPoolExecutor(len(shares) or 1) as pool:
+                fetched = pool.map(get_all, shares)
+                bodies = dict(zip(chain(*shares), chain(*fetched), strict=True))
         except (OSError, ValueError) as error:
             FETCHES.labels("fell_back").inc()
             log.info("fetching the batch failed, Spark reads it: %s", error)

@@ -42,7 +42,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, reduce
-from itertools import chain
 from posixpath import basename
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
@@ -692,23 +691,24 @@ class BatchReader:
         """Only the landing files' rows, with the batch's time as `_ingested_at` and each file's
         own path as `_source_file`, in one write task per `WRITE_TASK_BYTES` of them.
 
-        Both come from one map keyed by Spark's name for the file. A map literal reaches the
-        generated code as one object it refers to, while a timestamp literal such as
-        `current_timestamp()` is written into the code: every batch would compile its write
-        stage anew (Janino, then the JVM's JIT).
+        Both come from maps keyed by Spark's name for the file, each built from two array
+        literals: a few hundred files make two literals, not a thousand expressions to build
+        and analyse on every call. A map literal reaches the generated code as one object
+        it refers to, while a timestamp literal such as `current_timestamp()` is written into
+        the code: every batch would compile its write stage anew (Janino, then the JVM's JIT).
 
         The time is given in epoch microseconds: pyspark types a datetime literal by asking
         the thread's active session, which in this pool may be another batch's session, or
         one the Spark server no longer has after a restart."""
-        at = F.timestamp_micros(F.lit(time.time_ns() // 1_000)).alias("at")
-        entries = ((self.spark_names[p], F.struct(at, F.lit(p).alias("path"))) for p in landing)
-        landed = F.create_map(*chain.from_iterable((F.lit(k), v) for k, v in entries))
-        landed = landed[F.col(SPARK_FILE)]
+        names = F.lit([self.spark_names[p] for p in landing])
+        path = F.map_from_arrays(names, F.lit(list(landing)))[F.col(SPARK_FILE)]
+        micros = F.lit([time.time_ns() // 1_000] * len(landing))
+        at = F.timestamp_micros(F.map_from_arrays(names, micros)[F.col(SPARK_FILE)])
         tasks = math.ceil(sum(self.sizes[p] for p in landing) / WRITE_TASK_BYTES)
         return (
-            frame.where(F.col(SPARK_FILE).isin([self.spark_names[p] for p in landing]))
-            .withColumn(INGESTED_AT, landed["at"])
-            .withColumn(SOURCE_FILE, landed["path"])
+            frame.where(path.isNotNull())  # a file that failed has no entry
+            .withColumn(INGESTED_AT, at)
+            .withColumn(SOURCE_FILE, path)
             .drop(SPARK_FILE)
             .coalesce(max(1, tasks))
         )
