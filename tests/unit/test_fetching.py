@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
-from autoloader_processor.fetching import Fetcher, lines_table, spark_name, split_lines
+from autoloader_processor.fetching import (
+    Fetcher,
+    OneFetch,
+    lines_table,
+    spark_name,
+    split_lines,
+)
 from autoloader_processor.reading import spark_identity
 from shared.settings import S3Settings
 from shared.spec import FormatSpec
@@ -84,3 +92,37 @@ def test_every_line_carries_its_own_files_name() -> None:
     table = lines_table({"s3://b/a.json": b"1\n2\n", "s3://b/c d.json": b"3"}, "file")
     assert table.column("value").to_pylist() == [b"1", b"2", b"3"]
     assert table.column("file").to_pylist() == ["s3://b/a.json"] * 2 + ["s3://b/c%20d.json"]
+
+
+class Store:
+    """A filesystem whose `bad` object cannot be read; it counts the objects asked for."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def open_input_stream(self, path: str) -> io.BytesIO:
+        self.asked.append(path)
+        if path.endswith("bad"):
+            raise OSError("When reading information for key 'bad': AWS Error NETWORK_CONNECTION")
+        return io.BytesIO(b"x" * 10)
+
+
+def test_the_first_file_that_fails_stops_every_share_of_the_fetch() -> None:
+    """With the store away, every request waits out its retries: one file's, not all."""
+    store = Store()
+    fetch = OneFetch(store, limit=1000)
+    with pytest.raises(OSError, match="NETWORK_CONNECTION"):
+        fetch.share(["s3://b/bad", "s3://b/1", "s3://b/2"])
+    with pytest.raises(ValueError, match="could not be fetched"):
+        fetch.share(["s3://b/3", "s3://b/4"])  # another thread's share
+    assert store.asked == ["b/bad"]
+    assert isinstance(fetch.error, OSError)
+
+
+def test_a_fetch_holds_no_more_bytes_than_its_limit() -> None:
+    fetch = OneFetch(Store(), limit=25)
+    assert fetch.share(["s3://b/1", "s3://b/2"]) == [b"x" * 10] * 2
+    with pytest.raises(ValueError, match="more bytes than found"):
+        fetch.share(["s3://b/3"])
+    with pytest.raises(ValueError, match="could not be fetched"):
+        fetch.share(["s3://b/4"])

@@ -76,13 +76,40 @@ def lines_table(bodies: Mapping[str, bytes], source_column: str) -> pa.Table:
     )
 
 
-class Budget:
-    """Bytes a batch's fetch may hold, shared by its threads: a file grown since it was found
-    (a 1 KB file replaced by 10 GB) stops the fetch, and Spark reads the batch."""
+class OneFetch:
+    """One batch's fetch, shared by its threads. It holds at most `limit` bytes: a file grown
+    since it was found (a 1 KB file replaced by 10 GB) stops it. The first file that fails
+    stops the other threads too, so an unreachable store costs one file's retries, not
+    every file's."""
 
-    def __init__(self, limit: int):
+    def __init__(self, filesystem: fs.S3FileSystem, limit: int):
+        self.filesystem = filesystem
         self.left = limit
         self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.error: BaseException | None = None  # the first file's failure
+
+    def share(self, paths: Sequence[str]) -> list[bytes]:
+        """Each file's bytes, one after the other, unless the fetch stopped."""
+        bodies = []
+        for path in paths:
+            if self.stopped.is_set():
+                raise ValueError("another file of the batch could not be fetched")
+            try:
+                bodies.append(self.body(path))
+            except BaseException as error:
+                self.error = self.error or error
+                self.stopped.set()
+                raise
+        return bodies
+
+    def body(self, path: str) -> bytes:
+        chunks = []
+        with self.filesystem.open_input_stream(_object(path) or "") as stream:
+            while chunk := stream.read(CHUNK):
+                self.take(len(chunk))
+                chunks.append(chunk)
+        return b"".join(chunks)
 
     def take(self, size: int) -> None:
         with self.lock:
@@ -129,30 +156,17 @@ class Fetcher:
         self, paths: Sequence[str], credentials: S3Credentials | None
     ) -> dict[str, bytes] | None:
         """Each file's bytes, or None when any of them cannot be fetched."""
-        filesystem = self._filesystem(credentials)
-        budget = Budget(self.max_bytes)
-
-        def get(path: str) -> bytes:
-            chunks = []
-            with filesystem.open_input_stream(_object(path) or "") as stream:
-                while chunk := stream.read(CHUNK):
-                    budget.take(len(chunk))
-                    chunks.append(chunk)
-            return b"".join(chunks)
-
-        def get_all(share: Sequence[str]) -> list[bytes]:
-            return [get(path) for path in share]
-
+        fetch = OneFetch(self._filesystem(credentials), self.max_bytes)
         # A thread per share of the files, not a future per file: 500 futures cost more of
         # the GIL than the requests themselves.
         shares = [paths[i::THREADS] for i in range(min(THREADS, len(paths)))]
         try:
             with ThreadPoolExecutor(len(shares) or 1) as pool:
-                fetched = pool.map(get_all, shares)
+                fetched = pool.map(fetch.share, shares)
                 bodies = dict(zip(chain(*shares), chain(*fetched), strict=True))
         except (OSError, ValueError) as error:
             FETCHES.labels("fell_back").inc()
-            log.info("fetching the batch failed, Spark reads it: %s", error)
+            log.info("fetching the batch failed, Spark reads it: %s", fetch.error or error)
             return None
         FETCHES.labels("fetched").inc()
         return bodies
