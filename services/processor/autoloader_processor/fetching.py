@@ -164,7 +164,7 @@ class Fetcher:
             with ThreadPoolExecutor(len(shares) or 1) as pool:
                 fetched = pool.map(fetch.share, shares)
                 bodies = dict(zip(chain(*shares), chain(*fetched), strict=True))
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, pa.ArrowException) as error:
             FETCHES.labels("fell_back").inc()
             log.info("fetching the batch failed, Spark reads it: %s", fetch.error or error)
             return None
