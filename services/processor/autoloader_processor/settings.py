@@ -66,9 +66,9 @@ class ProcessorSettings(BaseSettings):
         "1,000 keys the folder takes to list; 0 looks every file up",
     )
     fetch_batch_bytes: int = Field(
-        default=16 * 1024 * 1024,
+        default=4 * 1024 * 1024,  # where fetching 50 files of 80 KB ties with Spark's read
         ge=0,
-        le=48 * 1024 * 1024,  # the lines travel inside the batch's Spark plan
+        le=16 * 1024 * 1024,  # the lines travel inside every Spark call of the batch
         description="an uncompressed JSON-lines batch whose files total at most this many bytes "
         "is fetched by the processor and handed to Spark as lines, instead of Spark opening "
         "each file; 0 leaves every read to Spark",
