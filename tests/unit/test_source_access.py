@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from autoloader_processor.reading import source_access, spark_identity
+from autoloader_processor.reading import PerCredentials, source_access, spark_identity
 from shared.crypto import CredentialCipher, new_key
 from shared.spec import S3Credentials
 
@@ -42,3 +42,20 @@ def test_the_service_key_gives_every_processor_the_same_schemes() -> None:
     derived = first.derived_key("filesystem-scheme")
     assert derived == second.derived_key("filesystem-scheme")
     assert derived not in (other.derived_key("filesystem-scheme"), first.derived_key("x"))
+
+
+def test_clients_are_kept_per_credentials_and_the_least_recently_used_dropped() -> None:
+    made: list[str] = []
+
+    def make(key: str) -> object:
+        made.append(key)
+        return object()
+
+    clients: PerCredentials[object] = PerCredentials(2)
+    a = clients.get("a", lambda: make("a"))
+    clients.get("b", lambda: make("b"))
+    assert clients.get("a", lambda: make("a")) is a  # kept, and now the most recent
+    clients.get("c", lambda: make("c"))  # drops b, the least recently used
+    assert clients.get("a", lambda: make("a")) is a
+    clients.get("b", lambda: make("b"))
+    assert made == ["a", "b", "c", "b"]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,7 +30,12 @@ from prometheus_client import Counter
 from pyarrow import fs
 
 from autoloader_processor import json_lines
-from autoloader_processor.reading import CODEC_EXTENSIONS, process_scheme_key, source_access
+from autoloader_processor.reading import (
+    CODEC_EXTENSIONS,
+    PerCredentials,
+    process_scheme_key,
+    source_access,
+)
 from shared.settings import S3Settings
 from shared.spec import FormatSpec, S3Credentials
 
@@ -134,8 +138,9 @@ class Fetcher:
 
     s3: S3Settings
     max_bytes: int  # a batch is fetched when its files total at most this; 0 never
-    _filesystems: OrderedDict[str, fs.S3FileSystem] = field(default_factory=OrderedDict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _filesystems: PerCredentials[fs.S3FileSystem] = field(
+        default_factory=lambda: PerCredentials(FILESYSTEMS)
+    )
 
     def takes(self, fmt: FormatSpec, sizes: Mapping[str, int]) -> bool:
         """Whether a batch of these files, in this format, is fetched here."""
@@ -173,12 +178,7 @@ class Fetcher:
 
     def _filesystem(self, credentials: S3Credentials | None) -> fs.S3FileSystem:
         key = source_access(credentials, process_scheme_key()).scheme  # a digest
-        with self._lock:  # batches run in threads of their own
-            filesystem = self._filesystems.pop(key, None) or self._new(credentials)
-            self._filesystems[key] = filesystem
-            while len(self._filesystems) > FILESYSTEMS:
-                self._filesystems.popitem(last=False)
-            return filesystem
+        return self._filesystems.get(key, lambda: self._new(credentials))
 
     def _new(self, credentials: S3Credentials | None) -> fs.S3FileSystem:
         """Arrow's S3 client for the source's store, with its credentials and nothing else."""

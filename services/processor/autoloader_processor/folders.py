@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from autoloader_processor.reading import process_scheme_key, source_access
+from autoloader_processor.reading import PerCredentials, process_scheme_key, source_access
 from shared.s3 import source_client
 from shared.settings import S3Settings
 from shared.spec import S3Credentials
@@ -89,7 +89,7 @@ class FolderSizer:
 
     s3: S3Settings
     files_per_page: int
-    _clients: OrderedDict[str, S3Client] = field(default_factory=OrderedDict)
+    _clients: PerCredentials[S3Client] = field(default_factory=lambda: PerCredentials(CLIENTS))
     # (credentials, folder) -> (pages it did not fit in, until when that is believed)
     _too_big: OrderedDict[tuple[str, str], tuple[int, float]] = field(default_factory=OrderedDict)
     # (credentials, folder) -> (pages it took, until when that is believed)
@@ -145,11 +145,4 @@ class FolderSizer:
                 verdicts.popitem(last=False)
 
     def _client(self, key: str, revealed: dict[str, str | None] | None) -> S3Client:
-        with self._lock:  # batches run in threads of their own
-            client = self._clients.pop(key, None)
-            if client is None:
-                client = source_client(self.s3, revealed, LISTING_CONFIG)
-            self._clients[key] = client
-            while len(self._clients) > CLIENTS:
-                self._clients.popitem(last=False)
-            return client
+        return self._clients.get(key, lambda: source_client(self.s3, revealed, LISTING_CONFIG))

@@ -38,12 +38,14 @@ import logging
 import math
 import re
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, reduce
 from posixpath import basename
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import unquote, urlparse
 
 from prometheus_client import Counter
@@ -71,6 +73,7 @@ if TYPE_CHECKING:
     from autoloader_processor.fetching import Fetcher
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FOLDER_READS = Counter(
     "autoloader_folder_reads_total",
@@ -152,6 +155,26 @@ def source_access(credentials: S3Credentials | None, scheme_key: bytes) -> Sourc
 def process_scheme_key() -> bytes:
     """A key of this process's own, for callers without the service's credentials key."""
     return secrets.token_bytes(32)
+
+
+class PerCredentials(Generic[T]):
+    """Clients of sources, one per set of credentials (keyed by `source_access`'s digest of
+    them), the least recently used dropped beyond `size`; shared by the batches' threads."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.clients: OrderedDict[str, T] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: str, make: Callable[[], T]) -> T:
+        with self.lock:
+            client = self.clients.pop(key, None)
+            if client is None:
+                client = make()
+            self.clients[key] = client
+            while len(self.clients) > self.size:
+                self.clients.popitem(last=False)
+            return client
 
 
 class BatchIdentityError(RuntimeError):
