@@ -183,7 +183,7 @@ class Fetcher:
     def _new(self, credentials: S3Credentials | None) -> fs.S3FileSystem:
         """Arrow's S3 client for the source's store, with its credentials and nothing else."""
         options: dict[str, object] = {
-            "region": self.s3.region,
+            "region": (credentials and credentials.aws_region) or self.s3.region,
             "connect_timeout": 5,
             "request_timeout": 30,
             "retry_strategy": fs.AwsStandardS3RetryStrategy(max_attempts=3),
@@ -198,5 +198,5 @@ class Fetcher:
             access_key=revealed["aws_access_key_id"],
             secret_key=revealed["aws_secret_access_key"],
             session_token=revealed["aws_session_token"],
-            **(options | ({"region": credentials.aws_region} if credentials.aws_region else {})),
+            **options,
         )
